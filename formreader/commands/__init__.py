@@ -1,0 +1,1 @@
+"""Command implementations: progress, summaries and files around the library calls."""

@@ -1,0 +1,168 @@
+"""The scan pipeline: files -> pages -> aligned pages -> field crops -> readings -> records.
+
+`prepare_file` is the per-file part (ingest, align, segment): a plain function of the file, the
+template and settings, safe to run in worker threads or on other machines. `Scanner` batches the
+crops of many pages and files through one recognizer call and turns readings into records.
+`scan`, `watch` and `benchmark` all go through `Scanner`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+
+from formreader.align import Aligner, AlignerSettings
+from formreader.fields import make_field
+from formreader.ingest import DEFAULT_MAX_PIXELS, read_pages
+from formreader.recognize.predictor import Predictor, Reading, RecognizerSettings, load_predictor
+from formreader.records import FieldCrop, FieldResult, PageRecord, Timings
+from formreader.segment import MARGIN_MM, cut_fields
+from formreader.template import Template
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    dpi: float = 200.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    review_threshold: float = 0.6  # a field below this confidence sends the page to review
+    margin_mm: float = MARGIN_MM
+    aligner: AlignerSettings = field(default_factory=AlignerSettings)
+
+
+@dataclass
+class PreparedPage:
+    """A page after ingest, alignment and segmentation, waiting for the recognizer."""
+
+    record: PageRecord
+    crops: list[FieldCrop] = field(default_factory=list)
+
+
+def prepare_file(path: Path, template: Template, settings: PipelineSettings, aligner: Aligner | None = None) -> list[PreparedPage]:
+    aligner = aligner or Aligner(template, settings.aligner)
+    t0 = time.perf_counter()
+    pages = read_pages(Path(path), dpi=settings.dpi, max_pixels=settings.max_pixels)
+    ingest_each = (time.perf_counter() - t0) / max(len(pages), 1)
+    prepared = []
+    for page in pages:
+        record = PageRecord(file=page.file, page=page.page, error=page.error)
+        record.timings.add("ingest", ingest_each)
+        prepared.append(PreparedPage(record, _align_and_cut(page.image, template, aligner, settings, record)))
+    return prepared
+
+
+def _align_and_cut(image, template: Template, aligner: Aligner, settings: PipelineSettings, record: PageRecord) -> list[FieldCrop]:
+    if image is None:
+        return []
+    t0 = time.perf_counter()
+    result = aligner.align(image)
+    t1 = time.perf_counter()
+    record.timings.add("align", t1 - t0)
+    record.alignment, record.aligned = result.score, result.ok
+    if result.image is None:
+        record.error = f"page does not match template {template.name!r}: {result.note}"
+        return []
+    crops = cut_fields(result.image, template, settings.margin_mm)
+    record.timings.add("segment", time.perf_counter() - t1)
+    return crops
+
+
+def finish_pages(pages: list[PreparedPage], predictor: Predictor, template: Template, settings: PipelineSettings) -> list[PageRecord]:
+    """Recognize every non-blank crop of these pages in one batched call, then build the records."""
+    todo = [(p, c) for p in pages for c in p.crops if not c.blank]
+    readings, timings = predictor.predict([c.image for _, c in todo]) if todo else ([], Timings())
+    by_crop = {id(c): r for (_, c), r in zip(todo, readings)}
+    n_crops = max(len(todo), 1)
+    for page in pages:
+        share = sum(1 for c in page.crops if not c.blank) / n_crops
+        for stage, sec in timings.seconds.items():
+            page.record.timings.add(stage, sec * share)
+        t0 = time.perf_counter()
+        _fill_record(page, by_crop, template, settings)
+        page.record.timings.add("decode", time.perf_counter() - t0)
+    return [p.record for p in pages]
+
+
+def _fill_record(page: PreparedPage, by_crop: dict[int, Reading], template: Template, settings: PipelineSettings) -> None:
+    record = page.record
+    for crop in page.crops:
+        if crop.blank:
+            record.fields[crop.name] = FieldResult(crop.name, "", "", float(crop.blank_confidence))
+        else:
+            reading = by_crop[id(crop)]
+            record.fields[crop.name] = make_field(crop.name, crop.kind, reading.text, reading.confidence)
+    doubtful = [
+        f for f in record.fields.values() if not f.valid or f.confidence < settings.review_threshold
+    ]
+    record.needs_review = bool(record.error) or not record.aligned or bool(doubtful)
+    if len(record.fields) < len(template.layout.fields) and not record.error:
+        record.error = "fields missing"
+
+
+class Scanner:
+    """Reads many files with one recognizer, batching crops across pages and files."""
+
+    def __init__(
+        self,
+        template: Template,
+        predictor: Predictor,
+        settings: PipelineSettings = PipelineSettings(),
+        crops_dir: Path | None = None,
+        workers: int = 2,
+    ):
+        self.template = template
+        self.predictor = predictor
+        self.settings = settings
+        self.crops_dir = Path(crops_dir) if crops_dir else None
+        self.workers = max(1, workers)
+        self.aligner = Aligner(template, settings.aligner)
+
+    def scan(self, files: Iterable[Path], on_file: Callable[[Path, list[PageRecord]], None] | None = None) -> Iterator[PageRecord]:
+        """Yield records file by file, in input order; `on_file` is called as each file completes."""
+        pending: list[tuple[Path, list[PreparedPage]]] = []
+        target = self.predictor.batch_size
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            prepared = pool.map(lambda f: (Path(f), prepare_file(f, self.template, self.settings, self.aligner)), files)
+            for item in prepared:
+                pending.append(item)
+                if sum(len(p.crops) for _, pages in pending for p in pages) >= target:
+                    yield from self._flush(pending, on_file)
+                    pending = []
+            yield from self._flush(pending, on_file)
+
+    def _flush(self, pending, on_file) -> Iterator[PageRecord]:
+        pages = [p for _, file_pages in pending for p in file_pages]
+        finish_pages(pages, self.predictor, self.template, self.settings)
+        if self.crops_dir is not None:
+            save_crops(pages, self.crops_dir)
+        for path, file_pages in pending:
+            records = [p.record for p in file_pages]
+            if on_file is not None:
+                on_file(path, records)
+            yield from records
+
+
+def save_crops(pages: list[PreparedPage], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for page in pages:
+        stem = re.sub(r"[^\w.-]+", "_", Path(page.record.file).stem)
+        for crop in page.crops:
+            cv2.imwrite(str(directory / f"{stem}_p{page.record.page}_{crop.name}.png"), crop.image)
+
+
+def process_file(
+    path: Path,
+    template_dir: Path | None = None,
+    model_path: Path | None = None,
+    settings: PipelineSettings = PipelineSettings(),
+    recognizer: RecognizerSettings = RecognizerSettings(),
+) -> list[PageRecord]:
+    """One file in, its records out: the unit of work that can be mapped across machines."""
+    template = Template.load(template_dir)
+    scanner = Scanner(template, load_predictor(model_path, recognizer), settings, workers=1)
+    return list(scanner.scan([path]))

@@ -1,0 +1,179 @@
+"""Crop normalization shared by training (`train/`) and inference.
+
+Both sides must see exactly the same pixels, so this is the only place that turns a
+grayscale field crop into the recognizer's input tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Geometry and normalization of the recognizer input (stored in the ONNX metadata)."""
+
+    height: int = 64
+    width: int = 256
+    layout: str = "NHWC"  # NHWC or NCHW
+    invert: bool = True  # ink -> 1.0, paper -> 0.0
+    scale: float = 1.0 / 255.0
+    mean: float = 0.0
+    std: float = 1.0
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Any uint8 image (gray, BGR, BGRA) to a 2-D uint8 gray image."""
+    if image.ndim == 2:
+        return image
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    if image.shape[2] == 1:
+        return image[:, :, 0]
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def ink_mask(gray: np.ndarray) -> np.ndarray:
+    """Boolean mask of dark ink on light paper (Otsu, guarded against blank crops)."""
+    if gray.size == 0:
+        return np.zeros(gray.shape, bool)
+    blur = cv2.GaussianBlur(gray, (3, 3), 0)
+    thr, _ = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    # On a blank crop Otsu splits paper noise in two; never call light grey "ink".
+    thr = min(thr, float(np.median(blur)) - 40.0)
+    return blur < thr
+
+
+def ink_bbox(gray: np.ndarray, min_area: int = 6, pad: int = 3) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) around the ink, ignoring specks; None when the crop is blank."""
+    mask = ink_mask(gray).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    h, w = gray.shape
+    keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area and not _is_edge_debris(stats[i], h, w)]
+    if not keep:
+        return None
+    xs0 = [stats[i, cv2.CC_STAT_LEFT] for i in keep]
+    ys0 = [stats[i, cv2.CC_STAT_TOP] for i in keep]
+    xs1 = [stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in keep]
+    ys1 = [stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in keep]
+    return (max(min(xs0) - pad, 0), max(min(ys0) - pad, 0), min(max(xs1) + pad, w), min(max(ys1) + pad, h))
+
+
+def _is_edge_debris(stat: np.ndarray, h: int, w: int) -> bool:
+    """Ink cut off by the crop edge: the neighbouring line above/below, or a margin stamp.
+
+    Such fragments would stretch the ink box and shrink the real handwriting.
+    """
+    x, y, cw, ch = (int(v) for v in stat[:4])
+    if (y == 0 or y + ch >= h) and ch < 0.45 * h:
+        return True
+    return (x == 0 or x + cw >= w) and cw < 0.06 * w and ch < 0.9 * h
+
+
+def normalize_crop(image: np.ndarray, spec: InputSpec = InputSpec()) -> np.ndarray:
+    """Gray crop -> float32 (height, width) array ready for the model (no batch/channel axis).
+
+    A printed label (``NOM :``) is painted out first; the crop is then trimmed to its ink, contrast-stretched, resized to the input height keeping the
+    aspect ratio (squeezed only when too wide) and padded on the right with paper.
+    """
+    gray = strip_prefix(to_gray(image))
+    box = ink_bbox(gray)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        gray = gray[y0:y1, x0:x1]
+    else:
+        gray = np.full((spec.height, spec.height), 255, np.uint8)
+    lo, hi = np.percentile(gray, (2, 98)) if box is not None else (0.0, 255.0)
+    if hi - lo < 30:  # flat crop: keep it as is rather than amplify noise
+        lo, hi = 0.0, 255.0
+    stretched = np.clip((gray.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255)
+    h, w = stretched.shape
+    new_w = max(1, min(spec.width, int(round(w * spec.height / max(h, 1)))))
+    resized = cv2.resize(stretched, (new_w, spec.height), interpolation=cv2.INTER_AREA)
+    canvas = np.full((spec.height, spec.width), 255.0, np.float32)
+    canvas[:, :new_w] = resized
+    if spec.invert:
+        canvas = 255.0 - canvas
+    return ((canvas * spec.scale) - spec.mean) / spec.std
+
+
+def to_batch(crops: list[np.ndarray], spec: InputSpec = InputSpec()) -> np.ndarray:
+    """Normalized (H, W) arrays -> one float32 batch in the spec's layout."""
+    batch = np.stack(crops).astype(np.float32)
+    if spec.layout == "NCHW":
+        return batch[:, None, :, :]
+    return batch[:, :, :, None]
+
+
+def blank_confidence(image: np.ndarray, min_ink_fraction: float = 0.002) -> float | None:
+    """How sure we are that a crop is blank (0..1), or None when it clearly holds writing.
+
+    Blank fields read as "" without asking the recognizer, which would otherwise be free to
+    hallucinate letters out of scanner noise.
+    """
+    gray = to_gray(image)
+    if ink_bbox(gray) is None:
+        return 1.0
+    fraction = float(ink_mask(gray).mean())
+    if fraction >= min_ink_fraction:
+        return None
+    return 1.0 - fraction / min_ink_fraction
+
+
+def is_blank(image: np.ndarray, min_ink_fraction: float = 0.002) -> bool:
+    """True when a crop holds (almost) no ink."""
+    return blank_confidence(image, min_ink_fraction) is not None
+
+
+# --- printed prefixes -------------------------------------------------------------
+# Crops cut without a template (scanned elsewhere, like the Kaggle name crops) often start with
+# the form's printed label. Whatever its words, it ends in a colon: two small, equal, near-square
+# dots stacked vertically with printed ink to their left. Everything up to that colon is cut.
+
+MAX_PREFIX_FRACTION = 0.45  # a label never takes more than this much of the crop's width
+
+
+def find_prefix_end(image: np.ndarray) -> int | None:
+    """x just right of the printed label's colon, or None when the crop has no printed prefix."""
+    gray = to_gray(image)
+    h, w = gray.shape
+    mask = ink_mask(gray).astype(np.uint8)
+    n, _, st, cen = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    limit = max(3, h * 0.2)
+    dots = [
+        i for i in range(1, n)
+        if st[i, 2] <= limit and st[i, 3] <= limit and st[i, 4] >= 2
+        and 0.5 <= st[i, 2] / st[i, 3] <= 2.0 and cen[i][0] < w * MAX_PREFIX_FRACTION
+    ]
+    if len(dots) > 80:  # a speckled scan, not a printed label
+        return None
+    best = None
+    for a in dots:
+        for b in dots:
+            if not _is_colon(st, cen, a, b, h) or mask[:, : max(st[a, 0] - 1, 0)].sum() == 0:
+                continue
+            right = int(max(st[a, 0] + st[a, 2], st[b, 0] + st[b, 2]))
+            best = right if best is None else min(best, right)
+    return best
+
+
+def _is_colon(st: np.ndarray, cen: np.ndarray, a: int, b: int, h: int) -> bool:
+    if st[b, 1] <= st[a, 1]:
+        return False
+    dy = cen[b][1] - cen[a][1]
+    ratio = st[a, 4] / st[b, 4]
+    return abs(cen[a][0] - cen[b][0]) <= 2 and h * 0.12 < dy < h * 0.5 and 0.6 < ratio < 1.67
+
+
+def strip_prefix(image: np.ndarray) -> np.ndarray:
+    """The crop with its printed prefix painted out (same size, so coordinates keep their meaning)."""
+    gray = to_gray(image)
+    end = find_prefix_end(gray)
+    if end is None:
+        return gray
+    out = gray.copy()
+    out[:, : end + 1] = 255
+    return out

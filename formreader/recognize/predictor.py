@@ -1,0 +1,194 @@
+"""Handwriting recognizer: Predictor(pre_processor, model, post_processor), built from the model file.
+
+Each part is a plain callable so tests can swap one (a fake model, a different decoder) and keep
+the others. `load_predictor` reads the ONNX metadata (alphabet, input geometry, layout,
+normalization, format version) and builds all three to match it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from formreader.errors import ModelError
+from formreader.preprocess import InputSpec, normalize_crop, to_batch
+from formreader.records import Timings
+from formreader.recognize.decoding import greedy_decode
+from formreader.recognize.spec import METADATA_KEY, ModelSpec
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "crnn.onnx"
+
+
+@dataclass(frozen=True)
+class Reading:
+    text: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class RecognizerSettings:
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # 0: onnxruntime picks (all cores)
+    batch_size: int = 64
+    decoder: str = "greedy"  # greedy | beam
+    beam_width: int = 10
+    lexicon: Path | None = None  # names list (CSV with a NAME column, or one name a line)
+
+
+class Model(Protocol):
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class PreProcessor:
+    """Gray crops -> model input batch, exactly as in training."""
+
+    def __init__(self, spec: InputSpec):
+        self.spec = spec
+
+    def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
+        return to_batch([normalize_crop(c, self.spec) for c in crops], self.spec)
+
+
+class OnnxModel:
+    """An onnxruntime session returning (N, T, C) class probabilities."""
+
+    def __init__(self, session):
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+class CTCPostProcessor:
+    """(N, T, C) probabilities -> readings, greedy or beam, with an optional names lexicon."""
+
+    def __init__(self, alphabet: str, decode: Callable[[np.ndarray], tuple[str, float]] | None = None):
+        self.alphabet = alphabet
+        self.decode = decode or (lambda probs: greedy_decode(probs, alphabet))
+
+    def __call__(self, probs: np.ndarray) -> list[Reading]:
+        return [Reading(*self.decode(p)) for p in probs]
+
+
+class Predictor:
+    def __init__(self, pre_processor: Callable, model: Model, post_processor: Callable, batch_size: int = 64):
+        self.pre_processor = pre_processor
+        self.model = model
+        self.post_processor = post_processor
+        self.batch_size = max(1, batch_size)
+
+    def __call__(self, crops: list[np.ndarray]) -> list[Reading]:
+        return self.predict(crops)[0]
+
+    def predict(self, crops: list[np.ndarray]) -> tuple[list[Reading], Timings]:
+        """Read crops in batches of similar width (less padding); results keep the input order."""
+        timings = Timings()
+        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / max(crops[i].shape[0], 1))
+        out: list[Reading | None] = [None] * len(crops)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            t0 = time.perf_counter()
+            probs = self.model(self.pre_processor([crops[i] for i in idx]))
+            t1 = time.perf_counter()
+            readings = self.post_processor(probs)
+            timings.add("recognize", t1 - t0)
+            timings.add("decode", time.perf_counter() - t1)
+            for i, reading in zip(idx, readings):
+                out[i] = reading
+        return out, timings  # type: ignore[return-value]
+
+
+def read_spec(session, source: str) -> ModelSpec:
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise ModelError(f"{source}: not a formreader model (no {METADATA_KEY} metadata)")
+    spec = ModelSpec.from_json(meta[METADATA_KEY], source)
+    _check_io(session, spec, source)
+    return spec
+
+
+def _check_io(session, spec: ModelSpec, source: str) -> None:
+    shape = session.get_inputs()[0].shape
+    expect = [spec.input.height, spec.input.width, 1] if spec.input.layout == "NHWC" else [1, spec.input.height, spec.input.width]
+    dims = [d if isinstance(d, int) else None for d in shape[1:]]
+    if len(dims) != 3 or any(d is not None and d != e for d, e in zip(dims, expect)):
+        raise ModelError(f"{source}: input shape {shape} does not match its metadata ({spec.input.layout} {expect})")
+    out = session.get_outputs()[0].shape
+    if isinstance(out[-1], int) and out[-1] != spec.num_classes:
+        raise ModelError(f"{source}: {out[-1]} output classes but alphabet has {spec.num_classes - 1} characters")
+
+
+def make_session(model_path: Path, device: str = "auto", threads: int = 0):
+    import onnxruntime as ort
+
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # a missing CUDA library is not an error under device=auto
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    providers = _providers(device, ort.get_available_providers())
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        raise ModelError(f"{path}: cannot load model ({str(exc).splitlines()[0][:200]})") from exc
+    if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        raise ModelError(f"{path}: --device cuda requested but CUDA could not be initialized on this machine")
+    return session
+
+
+def _providers(device: str, available: list[str]) -> list[str]:
+    if device not in ("auto", "cpu", "cuda"):
+        raise ModelError(f"unknown device {device!r} (choose auto, cpu or cuda)")
+    if device == "cpu" or "CUDAExecutionProvider" not in available:
+        if device == "cuda":
+            raise ModelError("--device cuda requested but this onnxruntime has no CUDA support")
+        return ["CPUExecutionProvider"]
+    if device == "auto" and not _cuda_libraries_load():
+        return ["CPUExecutionProvider"]
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _cuda_libraries_load() -> bool:
+    """True when the CUDA driver is present; saves onnxruntime from logging a failed provider load."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def make_decoder(spec: ModelSpec, settings: RecognizerSettings) -> Callable[[np.ndarray], tuple[str, float]]:
+    if settings.decoder == "greedy" and settings.lexicon is None:
+        return lambda probs: greedy_decode(probs, spec.alphabet)
+    if settings.decoder not in ("greedy", "beam"):
+        raise ModelError(f"unknown decoder {settings.decoder!r} (choose greedy or beam)")
+    from formreader.recognize.decoding import Lexicon, beam_decode
+
+    lexicon = Lexicon.load(settings.lexicon) if settings.lexicon else None
+    return lambda probs: beam_decode(probs, spec.alphabet, beam_width=settings.beam_width, lexicon=lexicon)
+
+
+def load_predictor(model_path: Path | None = None, settings: RecognizerSettings = RecognizerSettings()) -> Predictor:
+    path = Path(model_path) if model_path else DEFAULT_MODEL
+    session = make_session(path, settings.device, settings.threads)
+    spec = read_spec(session, str(path))
+    return Predictor(
+        PreProcessor(spec.input),
+        OnnxModel(session),
+        CTCPostProcessor(spec.alphabet, make_decoder(spec, settings)),
+        settings.batch_size,
+    )

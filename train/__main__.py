@@ -1,0 +1,103 @@
+"""Command line: python -m train {fit,export,evaluate,pseudolabel,pack} ..."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from train.sources import REPO_ROOT, shared_root
+
+DEFAULT_MODEL = REPO_ROOT / "formreader" / "assets" / "models" / "crnn.onnx"
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    from train.config import load_config
+    from train.fit import fit
+
+    cfg = load_config(args.config, _overrides(args.set))
+    out = Path(args.out).resolve() if args.out else REPO_ROOT / "runs" / Path(args.config).stem
+    fit(cfg, shared_root(args.data_root), out)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from train.onnx_export import export_run
+
+    export_run(Path(args.run).resolve(), Path(args.output).resolve(), args.weights, shared_root(args.data_root))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from train.evaluate import run_evaluation
+
+    report = run_evaluation(Path(args.model).resolve(), shared_root(args.data_root), args.lexicon, args.parts, args.threads)
+    print(json.dumps(report, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def cmd_pseudolabel(args: argparse.Namespace) -> None:
+    from train.pseudolabel import pseudolabel
+
+    pseudolabel(Path(args.model).resolve(), shared_root(args.data_root), Path(args.output).resolve(), args.min_confidence)
+
+
+def cmd_pack(args: argparse.Namespace) -> None:
+    from train.pack import pack
+
+    pack(shared_root(args.data_root), Path(args.output).resolve())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train")
+    parser.add_argument("--data-root", default=None, help="shared data folder (default: $FORMREADER_SHARED or ../shared)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fit", help="train (resumes from --out/last.keras)")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--out", default=None, help="run folder (default runs/<config name>)")
+    p.add_argument("--set", action="append", default=[], help="override, e.g. fit.epochs=3")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("export", help="write the ONNX model with formreader metadata")
+    p.add_argument("--run", required=True, help="run folder holding config.json and weights")
+    p.add_argument("--weights", default="last.weights.h5")
+    p.add_argument("--output", default=str(DEFAULT_MODEL))
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("evaluate", help="CER/exact on dev val, dates, speed")
+    p.add_argument("--model", default=str(DEFAULT_MODEL))
+    p.add_argument("--lexicon", default="default", help="names.csv path, 'default' or 'none'")
+    p.add_argument("--parts", default="val,dates,speed")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("pseudolabel", help="label the unlabelled crops where the model is confident")
+    p.add_argument("--model", default=str(DEFAULT_MODEL))
+    p.add_argument("--output", required=True)
+    p.add_argument("--min-confidence", type=float, default=0.9)
+    p.set_defaults(func=cmd_pseudolabel)
+
+    p = sub.add_parser("pack", help="copy a compact subset of shared/ for a remote training box")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=cmd_pack)
+
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
