@@ -92,6 +92,7 @@ def read(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
+    kind: Annotated[str, typer.Option(help="text (names: upper-case), date (ISO YYYY-MM-DD) or raw (as recognized).")] = "text",
 ) -> None:
     """Read a folder of single-field crops (no template); printed prefixes such as `NOM :` are stripped.
 
@@ -103,7 +104,7 @@ def read(
 
     try:
         cfg = _config(config, model=model, device=device, threads=threads, batch_size=batch_size, decoder=decoder, lexicon=lexicon)
-        failed = run_read(inputs, out, cfg, console=err)
+        failed = run_read(inputs, out, cfg, kind, console=err)
     except FormreaderError as exc:
         raise _fail(exc)
     raise typer.Exit(EXIT_FAILED_ITEMS if failed else EXIT_OK)
@@ -148,3 +149,63 @@ def template_show(template: TemplateOpt = None) -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+@app.command()
+def watch(
+    inbox: Annotated[Optional[Path], typer.Argument(help="Folder the scanners drop files into (not searched recursively).", file_okay=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file, appended durably: .jsonl or .csv.", dir_okay=False)] = None,
+    state: Annotated[Optional[Path], typer.Option("--state", help="Ledger folder (default: INBOX/.formreader).", file_okay=False)] = None,
+    done: Annotated[Optional[Path], typer.Option("--done", help="Where processed files go (default: INBOX/done).", file_okay=False)] = None,
+    failed: Annotated[Optional[Path], typer.Option("--failed", help="Where unreadable and non-form files go, each with a .error.txt (default: INBOX/failed).", file_okay=False)] = None,
+    poll: Annotated[Optional[float], typer.Option("--poll", help="Poll the folder every SECONDS instead of using filesystem events (network shares).", min=0.05)] = None,
+    settle: Annotated[float, typer.Option("--settle", help="Seconds a file's size and mtime must stay unchanged before it is read.", min=0.0)] = 3.0,
+    latency: Annotated[float, typer.Option("--latency", help="Longest a file waits for others to fill a recognizer batch (seconds).", min=0.0)] = 2.0,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", help="A file in flight at this many crashes is failed instead of retried.", min=1)] = 5,
+    once: Annotated[bool, typer.Option("--once", help="Process what is in the inbox, then exit (cron).")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Print done/failed/pending counts and throughput for --state (or INBOX/.formreader), then exit.")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads reading and aligning files.", min=1)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    config: ConfigOpt = None,
+    template: TemplateOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    batch_size: BatchOpt = None,
+    decoder: DecoderOpt = None,
+    lexicon: LexiconOpt = None,
+) -> None:
+    """Watch a folder and turn every file dropped there into rows, exactly once, until SIGINT/SIGTERM.
+
+    Files are taken once their size and mtime have settled; each is processed once per content
+    (a ledger keyed by SHA-256 survives crashes and restarts), then moved to done/ or failed/.
+
+    Examples:
+
+        formreader watch /srv/scans --out /srv/rows.jsonl
+
+        formreader watch /mnt/share/scans --out rows.csv --poll 5 --state /var/lib/formreader
+
+        formreader watch --status --state /var/lib/formreader
+    """
+    from formreader.commands.watch import run_watch, setup_logging, status_text
+    from formreader.errors import ConfigError
+    from formreader.watch.daemon import WatchSettings
+
+    try:
+        if status:
+            if state is None and inbox is None:
+                raise ConfigError("--status needs --state DIR (or the INBOX whose default state it reads)")
+            typer.echo(status_text(state or inbox / ".formreader"))
+            raise typer.Exit(EXIT_OK)
+        if inbox is None or out is None:
+            raise ConfigError("watch needs an INBOX folder and --out FILE.jsonl|.csv")
+        setup_logging(verbose)
+        cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
+                      decoder=decoder, lexicon=lexicon, workers=workers)
+        settings = WatchSettings.for_inbox(inbox, out, state, done, failed, settle=settle, poll=poll, latency=latency,
+                                           max_attempts=max_attempts, workers=cfg.workers, once=once)
+        run_watch(settings, cfg)
+    except FormreaderError as exc:
+        raise _fail(exc)
+    raise typer.Exit(EXIT_OK)

@@ -61,6 +61,8 @@ def _read_pdf(path: Path, dpi: float, max_pixels: int) -> list[Page]:
     except PDFInfoNotInstalledError:
         return _error_page(path, "cannot read PDF: poppler (pdfinfo/pdftoppm) is not installed")
     except (PDFPageCountError, PDFSyntaxError, KeyError, ValueError) as exc:
+        if "password" in str(exc).lower():
+            return _error_page(path, "encrypted PDF (password required)")
         return _error_page(path, f"unreadable PDF ({_first_line(exc)})")
     if width_pt * height_pt * (dpi / 72.0) ** 2 > max_pixels:
         return _error_page(path, f"page too large at {dpi:g} dpi (over {max_pixels} pixels)")

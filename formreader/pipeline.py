@@ -64,7 +64,8 @@ def _align_and_cut(image, template: Template, aligner: Aligner, settings: Pipeli
     t1 = time.perf_counter()
     record.timings.add("align", t1 - t0)
     record.alignment, record.aligned = result.score, result.ok
-    if result.image is None:
+    if not result.ok:
+        # Reading fields from a misregistered page would put wrong values in the right columns.
         record.error = f"page does not match template {template.name!r}: {result.note}"
         return []
     crops = cut_fields(result.image, template, settings.margin_mm)

@@ -48,29 +48,52 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
 
 
 def ink_bbox(gray: np.ndarray, min_area: int = 6, pad: int = 3) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) around the ink, ignoring specks; None when the crop is blank."""
+    """(x0, y0, x1, y1) around the writing, ignoring specks and edge debris; None when blank."""
     mask = ink_mask(gray).astype(np.uint8)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     h, w = gray.shape
-    keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area and not _is_edge_debris(stats[i], h, w)]
+    keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area and not _is_margin_stamp(stats[i], h, w)]
+    keep = _drop_cut_lines(stats, keep, h)
     if not keep:
         return None
-    xs0 = [stats[i, cv2.CC_STAT_LEFT] for i in keep]
-    ys0 = [stats[i, cv2.CC_STAT_TOP] for i in keep]
-    xs1 = [stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in keep]
-    ys1 = [stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in keep]
-    return (max(min(xs0) - pad, 0), max(min(ys0) - pad, 0), min(max(xs1) + pad, w), min(max(ys1) + pad, h))
+    x0 = min(stats[i, cv2.CC_STAT_LEFT] for i in keep)
+    y0 = min(stats[i, cv2.CC_STAT_TOP] for i in keep)
+    x1 = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in keep)
+    y1 = max(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in keep)
+    return (max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w), min(y1 + pad, h))
 
 
-def _is_edge_debris(stat: np.ndarray, h: int, w: int) -> bool:
-    """Ink cut off by the crop edge: the neighbouring line above/below, or a margin stamp.
-
-    Such fragments would stretch the ink box and shrink the real handwriting.
-    """
-    x, y, cw, ch = (int(v) for v in stat[:4])
-    if (y == 0 or y + ch >= h) and ch < 0.45 * h:
-        return True
+def _is_margin_stamp(stat: np.ndarray, h: int, w: int) -> bool:
+    """A thin mark cut by the left/right edge (scanner stamps, box borders)."""
+    x, _, cw, ch = (int(v) for v in stat[:4])
     return (x == 0 or x + cw >= w) and cw < 0.06 * w and ch < 0.9 * h
+
+
+def _drop_cut_lines(stats: np.ndarray, keep: list[int], h: int) -> list[int]:
+    """Drop the neighbouring lines of text that the crop cut through at its top or bottom edge.
+
+    Rows of ink form bands separated by empty rows; the writing is the tallest band, and any
+    other band touching the top or bottom edge is a cut-off neighbour that would otherwise
+    stretch the ink box and shrink the real handwriting.
+    """
+    rows = np.zeros(h + 1, np.int32)
+    for i in keep:
+        top = stats[i, cv2.CC_STAT_TOP]
+        rows[top] += 1
+        rows[top + stats[i, cv2.CC_STAT_HEIGHT]] -= 1
+    covered = np.cumsum(rows)[:h] > 0
+    bands, start = [], None
+    for y, on in enumerate(list(covered) + [False]):
+        if on and start is None:
+            start = y
+        elif not on and start is not None:
+            bands.append((start, y))
+            start = None
+    if len(bands) < 2:
+        return keep
+    tallest = max(bands, key=lambda b: b[1] - b[0])
+    cut = [b for b in bands if b != tallest and (b[0] == 0 or b[1] >= h)]
+    return [i for i in keep if not any(b0 <= stats[i, cv2.CC_STAT_TOP] < b1 for b0, b1 in cut)]
 
 
 def normalize_crop(image: np.ndarray, spec: InputSpec = InputSpec()) -> np.ndarray:
@@ -165,7 +188,9 @@ def _is_colon(st: np.ndarray, cen: np.ndarray, a: int, b: int, h: int) -> bool:
         return False
     dy = cen[b][1] - cen[a][1]
     ratio = st[a, 4] / st[b, 4]
-    return abs(cen[a][0] - cen[b][0]) <= 2 and h * 0.12 < dy < h * 0.5 and 0.6 < ratio < 1.67
+    middle = h * 0.15 < (cen[a][1] + cen[b][1]) / 2 < h * 0.85
+    inside = st[a, 1] > 0 and st[b, 1] + st[b, 3] < h
+    return abs(cen[a][0] - cen[b][0]) <= 2 and h * 0.12 < dy < h * 0.5 and 0.6 < ratio < 1.67 and middle and inside
 
 
 def strip_prefix(image: np.ndarray) -> np.ndarray:

@@ -1,0 +1,3 @@
+from formreader.cli import app
+
+app(prog_name="formreader")

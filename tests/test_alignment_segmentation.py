@@ -1,0 +1,70 @@
+"""Alignment under scan perturbations and printed-ink removal, on two different templates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from formreader.align import Aligner
+from formreader.render import template_from_layout
+from formreader.segment import cut_fields
+from formreader.template import Layout, Template
+from tests.forms import SECOND_LAYOUT, Scan, fill, scan
+
+VALUES = {"NOM": "DUPONT", "PRENOM": "MARIE", "DATE": "12/03/2011"}
+PERTURBATIONS = {
+    "clean": Scan(),
+    "rot+5 scale+8% shift+5%": Scan(angle=5, scale=1.08, shift=(0.05, 0.05)),
+    "rot-5 scale-8% blur noise jpeg": Scan(angle=-5, scale=0.92, shift=(-0.05, -0.03), blur=5, noise=12, jpeg=30),
+    "150dpi rot+3 noisy": Scan(angle=3, dpi_factor=0.75, blur=3, noise=8, jpeg=40),
+    "300dpi rot-4": Scan(angle=-4, dpi_factor=1.5, scale=1.05),
+}
+
+
+@pytest.fixture(scope="module", params=["fiche-a", "second"])
+def template(request) -> Template:
+    if request.param == "fiche-a":
+        return Template.load()
+    return template_from_layout(Layout.from_dict(SECOND_LAYOUT))
+
+
+@pytest.mark.parametrize("name", list(PERTURBATIONS))
+def test_alignment_recovers_the_page(template: Template, name: str):
+    page = fill(template, VALUES)
+    result = Aligner(template).align(scan(page, PERTURBATIONS[name], seed=1))
+    assert result.ok and result.score > 0.8
+    # The registered page lands on the original: field boxes line up to within a few pixels.
+    for spec in template.layout.fields:
+        x0, y0, x1, y1 = template.mm_rect(spec.value_mm, 2.0)
+        a = page[y0:y1, x0:x1].astype(float)
+        b = result.image[y0:y1, x0:x1].astype(float)
+        if a.std() > 5:
+            assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.6, spec.name
+
+
+def test_fields_filled_and_left_blank_are_told_apart(template: Template):
+    crops = {c.name: c for c in cut_fields(fill(template, VALUES), template)}
+    assert set(crops) == set(template.layout.field_names)
+    for name, crop in crops.items():
+        assert crop.blank == (name not in VALUES), name
+
+
+def test_printed_ink_is_removed_from_every_field(template: Template):
+    # Labels, underlines, boxes and printed date separators all vanish from a blank form's crops.
+    for crop in cut_fields(template.blank, template):
+        assert crop.blank, crop.name
+        assert (crop.image < 128).mean() < 0.001, crop.name
+
+
+def test_a_different_document_is_flagged(template: Template):
+    rng = np.random.default_rng(0)
+    other = np.full_like(template.blank, 255)
+    other[rng.random(other.shape) < 0.02] = 0  # text-like clutter, nothing of the form
+    assert not Aligner(template).align(other).ok
+    assert not Aligner(template).align(np.full_like(template.blank, 255)).ok
+
+
+def test_the_wrong_template_is_flagged():
+    fiche = Template.load()
+    second = template_from_layout(Layout.from_dict(SECOND_LAYOUT))
+    assert not Aligner(second).align(fill(fiche, VALUES)).ok

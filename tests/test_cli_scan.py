@@ -1,0 +1,125 @@
+"""`formreader scan`, `template` and `read` through the real CLI (CliRunner), on generated forms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from formreader.cli import app
+from formreader.render import render_layout
+from formreader.template import Layout, Template
+from tests.forms import SECOND_LAYOUT, Scan, fill, scan
+
+runner = CliRunner()
+VALUES = {"NOM": "DUPONT", "PRENOM": "MARIE", "DATE": "12/03/2011"}
+
+
+@pytest.fixture(scope="module")
+def inbox(tmp_path_factory) -> Path:
+    """Good forms in every format plus bad files, in nested folders."""
+    root = tmp_path_factory.mktemp("inbox")
+    tpl = Template.load()
+    page = fill(tpl, VALUES)
+    cv2.imwrite(str(root / "a.png"), scan(page, Scan(angle=2)))
+    cv2.imwrite(str(root / "b.jpg"), scan(page, Scan(angle=-3, scale=0.95, noise=6)), [cv2.IMWRITE_JPEG_QUALITY, 60])
+    (root / "sub").mkdir()
+    for name, extra in (("two.pdf", {"resolution": 200}), ("c.tif", {})):
+        # Fresh images per file: Pillow keeps PDF encoder state on an image it has saved.
+        pages = [Image.fromarray(scan(page, Scan(angle=a))) for a in (1, -1)]
+        pages[0].save(root / "sub" / name, save_all=True, append_images=pages[1:], **extra)
+    (root / "zero.pdf").write_bytes(b"")
+    (root / "garbage.png").write_text("not an image")
+    cv2.imwrite(str(root / "other.png"), render_layout(Layout.from_dict(SECOND_LAYOUT)))  # a different form
+    return root
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
+def test_scan_writes_one_row_per_page_and_keeps_going(inbox: Path, tmp_path: Path, tiny_model: Path, suffix: str):
+    out = tmp_path / f"results{suffix}"
+    result = runner.invoke(app, ["scan", str(inbox), "--out", str(out), "--model", str(tiny_model), "--crops", str(tmp_path / "crops")])
+    assert result.exit_code == 1, result.output  # some files failed: documented exit code 1
+    if suffix == ".csv":
+        df = pd.read_csv(out, keep_default_na=False)
+    elif suffix == ".json":
+        df = pd.DataFrame(json.loads(out.read_text()))
+    else:
+        df = pd.DataFrame([json.loads(line) for line in out.read_text().splitlines()])
+    assert list(df.columns) == [
+        "file", "page", "NOM", "PRENOM", "DATE", "CLASSE",
+        "NOM_confidence", "PRENOM_confidence", "DATE_confidence", "CLASSE_confidence",
+        "needs_review", "alignment", "error",
+    ]
+    rows = {(Path(f).name, int(p)): r for f, p, r in zip(df.file, df.page, df.to_dict("records"))}
+    assert set(rows) == {("a.png", 1), ("b.jpg", 1), ("c.tif", 1), ("c.tif", 2), ("two.pdf", 1), ("two.pdf", 2),
+                         ("zero.pdf", 1), ("garbage.png", 1), ("other.png", 1)}
+    for key in [("a.png", 1), ("b.jpg", 1), ("c.tif", 2), ("two.pdf", 2)]:
+        assert rows[key]["error"] == "" and float(rows[key]["alignment"]) > 0.8
+        assert rows[key]["CLASSE"] == ""  # left blank on the form: nothing invented
+    assert "empty file" in rows[("zero.pdf", 1)]["error"]
+    assert "not an image" in rows[("garbage.png", 1)]["error"]
+    other = rows[("other.png", 1)]
+    assert str(other["needs_review"]).lower() == "true" and other["error"]
+    assert not list(out.parent.glob(".results*"))  # no temporary file left behind
+    assert len(list((tmp_path / "crops").glob("*.png"))) == 6 * 4  # 6 good pages x 4 fields
+
+
+def test_scan_refuses_a_bad_output_name(inbox: Path, tmp_path: Path):
+    result = runner.invoke(app, ["scan", str(inbox), "--out", str(tmp_path / "results.xlsx")])
+    assert result.exit_code == 2 and ".csv" in result.output
+
+
+def test_scan_with_nothing_to_read(tmp_path: Path):
+    result = runner.invoke(app, ["scan", str(tmp_path), "--out", str(tmp_path / "r.csv")])
+    assert result.exit_code == 2 and "no PDF or image" in result.output
+
+
+def test_second_template_end_to_end(tmp_path: Path, tiny_model: Path):
+    layout_path = tmp_path / "layout.json"
+    layout_path.write_text(json.dumps(SECOND_LAYOUT))
+    blank = render_layout(Layout.from_dict(SECOND_LAYOUT))
+    Image.fromarray(blank).save(tmp_path / "blank.pdf", resolution=200)
+    tdir = tmp_path / "tpl"
+    result = runner.invoke(app, ["template", "create", str(tmp_path / "blank.pdf"), "--layout", str(layout_path), "--out", str(tdir)])
+    assert result.exit_code == 0, result.output
+    tpl = Template.load(tdir)
+    assert tpl.layout.field_names == ["PRENOM", "NOM", "DATE", "VILLE"] and abs(tpl.dpi - 200) < 1
+    forms = tmp_path / "forms"
+    forms.mkdir()
+    cv2.imwrite(str(forms / "f.png"), scan(fill(tpl, VALUES), Scan(angle=-4, scale=1.05, dpi_factor=1.5)))
+    out = tmp_path / "r.csv"
+    result = runner.invoke(app, ["scan", str(forms), "--out", str(out), "--template", str(tdir), "--model", str(tiny_model)])
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(out, keep_default_na=False).iloc[0]
+    assert list(row.index[2:6]) == ["PRENOM", "NOM", "DATE", "VILLE"] and row.error == "" and row.VILLE == ""
+
+
+def test_template_create_reports_a_bad_layout(tmp_path: Path):
+    (tmp_path / "layout.json").write_text('{"fields": []}')
+    Image.new("L", (100, 140), 255).save(tmp_path / "blank.png")
+    result = runner.invoke(app, ["template", "create", str(tmp_path / "blank.png"), "--layout", str(tmp_path / "layout.json"), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 2 and "layout" in result.output
+
+
+def test_help_teaches_with_examples():
+    result = runner.invoke(app, ["scan", "--help"])
+    assert result.exit_code == 0 and "formreader scan ./scans --out results.csv" in result.output
+
+
+def test_read_crops(tmp_path: Path, tiny_model: Path):
+    img = fill(Template.load(), VALUES)[540:660, 300:1400]
+    cv2.imwrite(str(tmp_path / "c1.png"), img)
+    cv2.imwrite(str(tmp_path / "blank.png"), img * 0 + 255)
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    out = tmp_path / "out" / "read.csv"
+    result = runner.invoke(app, ["read", str(tmp_path), "--out", str(out), "--model", str(tiny_model)])
+    assert result.exit_code == 1, result.output
+    df = pd.read_csv(out, keep_default_na=False).set_index("file")
+    assert list(df.columns) == ["text", "confidence", "error"]
+    assert df.loc[str(tmp_path / "blank.png"), "text"] == "" and df.loc[str(tmp_path / "blank.png"), "confidence"] == 1.0
+    assert "empty file" in df.loc[str(tmp_path / "bad.jpg"), "error"]
