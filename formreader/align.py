@@ -29,7 +29,7 @@ class Alignment:
 
 @dataclass(frozen=True)
 class AlignerSettings:
-    features: int = 5000
+    features: int = 2000
     ratio: float = 0.8
     min_inliers: int = 12
     min_score: float = 0.55
@@ -44,19 +44,20 @@ class Aligner:
         self.settings = settings
         self._scale_t = WORK_WIDTH / template.blank.shape[1]
         small = _resize(template.blank, self._scale_t)
-        self._orb = cv2.ORB_create(nfeatures=settings.features, scaleFactor=1.2, nlevels=8)
-        self._kp_t, self._des_t = self._orb.detectAndCompute(small, None)
-        ink = _ink(small)
-        self._ink_t = ink > 0
-        self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        self._kp_t, self._des_t = self._orb().detectAndCompute(small, None)
+        self._ink_t = _ink(small) > 0
+
+    def _orb(self) -> cv2.ORB:
+        # A detector per call: cheap, and pages are aligned from several threads at once.
+        return cv2.ORB_create(nfeatures=self.settings.features, scaleFactor=1.2, nlevels=8)
 
     def align(self, page: np.ndarray) -> Alignment:
         scale_p = WORK_WIDTH / page.shape[1]
         small = _resize(page, scale_p)
-        kp, des = self._orb.detectAndCompute(small, None)
+        kp, des = self._orb().detectAndCompute(small, None)
         if des is None or self._des_t is None or len(kp) < self.settings.min_inliers:
             return Alignment(None, 0.0, False, note="no features found on page")
-        pairs = self._matcher.knnMatch(des, self._des_t, k=2)
+        pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(des, self._des_t, k=2)
         good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < self.settings.ratio * m[1].distance]
         if len(good) < self.settings.min_inliers:
             return Alignment(None, 0.0, False, matches=len(good), note="page does not match the template")

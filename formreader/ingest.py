@@ -13,6 +13,7 @@ PDF_SUFFIXES = {".pdf"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 SUPPORTED_SUFFIXES = PDF_SUFFIXES | IMAGE_SUFFIXES
 DEFAULT_MAX_PIXELS = 60_000_000  # ~A3 at 600 dpi; anything larger is refused, not decoded
+PDF_CHUNK = 8  # pages rendered per poppler call: fewer process starts, bounded memory
 
 
 def discover(inputs: list[Path]) -> list[Path]:
@@ -49,7 +50,7 @@ def read_pages(path: Path, dpi: float = 200.0, max_pixels: int = DEFAULT_MAX_PIX
 
 
 def _read_pdf(path: Path, dpi: float, max_pixels: int) -> list[Page]:
-    from pdf2image import convert_from_path, pdfinfo_from_path
+    from pdf2image import pdfinfo_from_path
     from pdf2image.exceptions import PDFInfoNotInstalledError, PDFPageCountError, PDFSyntaxError
 
     try:
@@ -67,14 +68,25 @@ def _read_pdf(path: Path, dpi: float, max_pixels: int) -> list[Page]:
     if width_pt * height_pt * (dpi / 72.0) ** 2 > max_pixels:
         return _error_page(path, f"page too large at {dpi:g} dpi (over {max_pixels} pixels)")
     pages: list[Page] = []
-    for number in range(1, count + 1):
-        try:
-            # Grayscale rendering page by page: several times faster than colour, bounded memory.
-            img = convert_from_path(str(path), dpi=dpi, grayscale=True, first_page=number, last_page=number)[0]
-            pages.append(Page(file=str(path), page=number, image=np.asarray(img.convert("L"))))
-        except Exception as exc:  # poppler reports damage in many ways; keep the run going
-            pages.append(Page(file=str(path), page=number, image=None, error=f"cannot render page ({_first_line(exc)})"))
+    for first in range(1, count + 1, PDF_CHUNK):
+        pages.extend(_render_pdf_pages(path, dpi, first, min(first + PDF_CHUNK - 1, count)))
     return pages or _error_page(path, "PDF has no pages")
+
+
+def _render_pdf_pages(path: Path, dpi: float, first: int, last: int) -> list[Page]:
+    """Pages first..last in one poppler call; page by page if that fails, to isolate a bad page."""
+    from pdf2image import convert_from_path
+
+    try:
+        # Grayscale rendering: several times faster than colour.
+        images = convert_from_path(str(path), dpi=dpi, grayscale=True, first_page=first, last_page=last)
+        if len(images) == last - first + 1:
+            return [Page(str(path), n, np.asarray(img.convert("L"))) for n, img in enumerate(images, start=first)]
+    except Exception:  # poppler reports damage in many ways; retry page by page below
+        pass
+    if first == last:
+        return [Page(str(path), first, None, error="cannot render page (damaged PDF page)")]
+    return [p for n in range(first, last + 1) for p in _render_pdf_pages(path, dpi, n, n)]
 
 
 def _read_image(path: Path, max_pixels: int) -> list[Page]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -126,15 +127,29 @@ class Scanner:
     def scan(self, files: Iterable[Path], on_file: Callable[[Path, list[PageRecord]], None] | None = None) -> Iterator[PageRecord]:
         """Yield records file by file, in input order; `on_file` is called as each file completes."""
         pending: list[tuple[Path, list[PreparedPage]]] = []
-        target = self.predictor.batch_size
+        for item in self._prepared(files):
+            pending.append(item)
+            if sum(len(p.crops) for _, pages in pending for p in pages) >= self.predictor.batch_size:
+                yield from self._flush(pending, on_file)
+                pending = []
+        yield from self._flush(pending, on_file)
+
+    def _prepared(self, files: Iterable[Path]) -> Iterator[tuple[Path, list[PreparedPage]]]:
+        """prepare_file over the files in worker threads, in order, a bounded window ahead.
+
+        OpenCV and poppler release the GIL, so threads overlap page work with recognition; the
+        window keeps memory flat on folders of any size.
+        """
+        window: deque = deque()
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            prepared = pool.map(lambda f: (Path(f), prepare_file(f, self.template, self.settings, self.aligner)), files)
-            for item in prepared:
-                pending.append(item)
-                if sum(len(p.crops) for _, pages in pending for p in pages) >= target:
-                    yield from self._flush(pending, on_file)
-                    pending = []
-            yield from self._flush(pending, on_file)
+            for f in files:
+                window.append((Path(f), pool.submit(prepare_file, f, self.template, self.settings, self.aligner)))
+                if len(window) > 2 * self.workers:
+                    path, future = window.popleft()
+                    yield path, future.result()
+            while window:
+                path, future = window.popleft()
+                yield path, future.result()
 
     def _flush(self, pending, on_file) -> Iterator[PageRecord]:
         pages = [p for _, file_pages in pending for p in file_pages]
