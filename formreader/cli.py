@@ -166,6 +166,7 @@ def watch(
     status: Annotated[bool, typer.Option("--status", help="Print done/failed/pending counts and throughput for --state (or INBOX/.formreader), then exit.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Threads reading and aligning files.", min=1)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    fault_pause: Annotated[float, typer.Option("--fault-pause", hidden=True, help="Crash tests: pause inside the commit path.")] = 0.0,
     config: ConfigOpt = None,
     template: TemplateOpt = None,
     model: ModelOpt = None,
@@ -204,8 +205,80 @@ def watch(
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
                       decoder=decoder, lexicon=lexicon, workers=workers)
         settings = WatchSettings.for_inbox(inbox, out, state, done, failed, settle=settle, poll=poll, latency=latency,
-                                           max_attempts=max_attempts, workers=cfg.workers, once=once)
+                                           max_attempts=max_attempts, workers=cfg.workers, once=once,
+                                           fault_pause=fault_pause)
         run_watch(settings, cfg)
     except FormreaderError as exc:
         raise _fail(exc)
     raise typer.Exit(EXIT_OK)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the form set to (files + truth.csv).", file_okay=False)],
+    pages: Annotated[int, typer.Option("--pages", "-n", help="Pages in the set (PDFs hold 1 to --max-pdf-pages of them).")] = 12,
+    preset: Annotated[str, typer.Option("--preset", help="Scan simulation: mild or hard.")] = "mild",
+    names: Annotated[str, typer.Option("--names", help="Handwritten names: kaggle-val, kaggle-train (real crops, not redistributable) or fonts (SIL OFL fonts, redistributable).")] = "kaggle-val",
+    digits: Annotated[str, typer.Option("--digits", help="MNIST slice for dates: reserved (images 50000-59999, for evaluation) or train (0-49999).")] = "reserved",
+    formats: Annotated[str, typer.Option("--formats", help="File formats, in turn: any of pdf,jpg,png,tif.")] = "pdf,jpg,png,tif",
+    max_pdf_pages: Annotated[int, typer.Option("--max-pdf-pages", help="PDFs get 1 to this many pages.")] = 3,
+    blank_rate: Annotated[float, typer.Option("--blank-rate", help="Fraction of fillable fields left blank.")] = 0.03,
+    optional_rate: Annotated[float, typer.Option("--optional-rate", help="Fraction of optional fields (fill: false, e.g. CLASSE) that get a value.")] = 0.3,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same set.")] = 0,
+    dpi: Annotated[Optional[float], typer.Option("--dpi", help="Scan every page at this resolution (default: 150-300 dpi at random).")] = None,
+    template: TemplateOpt = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Shared data folder (default: $FORMREADER_SHARED, else ../shared beside the checkout).", file_okay=False)] = None,
+) -> None:
+    """Generate filled-in, scanned-looking forms with their truth.csv (a labelled form set).
+
+    Examples:
+
+        formreader synth out/bench-mild --pages 200 --preset mild --names kaggle-val
+
+        formreader synth samples --pages 8 --names fonts --seed 7
+    """
+    from formreader.commands.synth import run_synth
+    from formreader.paths import shared_root
+
+    try:
+        run_synth(out, pages, preset, names, digits, shared_root(data_root), template, formats, max_pdf_pages, seed,
+                  blank_rate, optional_rate, dpi, console=err)
+    except FormreaderError as exc:
+        raise _fail(exc)
+
+
+@app.command()
+def benchmark(
+    labelled: Annotated[Path, typer.Argument(help="Labelled set: a form set (folder + truth.csv) or a crop set (images + labels.csv, Kaggle format).", file_okay=False)],
+    report: Annotated[Optional[Path], typer.Option("--report", "-r", help="Write the JSON report here, with .fields.png, .coverage.png and .errors.html beside it.", dir_okay=False)] = None,
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="Add a baseline row: tesseract (when installed).")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="Crop sets: score only this SPLIT of labels.csv (e.g. val).")] = None,
+    worst: Annotated[int, typer.Option("--worst", help="Rows on the worst-errors page.")] = 40,
+    config: ConfigOpt = None,
+    template: TemplateOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    batch_size: BatchOpt = None,
+    decoder: DecoderOpt = None,
+    lexicon: LexiconOpt = None,
+    review_threshold: Annotated[Optional[float], typer.Option(help="Fields below this confidence set needs_review.")] = None,
+) -> None:
+    """Measure how well and how fast formreader reads a labelled set.
+
+    Examples:
+
+        formreader benchmark samples --report out/samples.json
+
+        formreader benchmark out/bench-hard --compare tesseract --report out/hard.json
+
+        formreader benchmark ../shared/data/kaggle-names/dev --split val --compare tesseract
+    """
+    from formreader.commands.benchmark import run_benchmark
+
+    try:
+        cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
+                      decoder=decoder, lexicon=lexicon, review_threshold=review_threshold)
+        run_benchmark(labelled, cfg, report, compare or [], split, worst, console=err)
+    except FormreaderError as exc:
+        raise _fail(exc)
