@@ -218,7 +218,7 @@ def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the form set to (files + truth.csv).", file_okay=False)],
     pages: Annotated[int, typer.Option("--pages", "-n", help="Pages in the set (PDFs hold 1 to --max-pdf-pages of them).")] = 12,
     preset: Annotated[str, typer.Option("--preset", help="Scan simulation: mild or hard.")] = "mild",
-    names: Annotated[str, typer.Option("--names", help="Handwritten names: kaggle-val, kaggle-train (real crops, not redistributable) or fonts (SIL OFL fonts, redistributable).")] = "kaggle-val",
+    names: Annotated[str, typer.Option("--names", help="Handwritten names: kaggle-val, kaggle-train (real crops, not redistributable) or fonts (the shared OFL/Apache handwriting fonts: redistributable, for committed samples).")] = "kaggle-val",
     digits: Annotated[str, typer.Option("--digits", help="MNIST slice for dates: reserved (images 50000-59999, for evaluation) or train (0-49999).")] = "reserved",
     formats: Annotated[str, typer.Option("--formats", help="File formats, in turn: any of pdf,jpg,png,tif.")] = "pdf,jpg,png,tif",
     max_pdf_pages: Annotated[int, typer.Option("--max-pdf-pages", help="PDFs get 1 to this many pages.")] = 3,
@@ -235,7 +235,7 @@ def synth(
 
         formreader synth out/bench-mild --pages 200 --preset mild --names kaggle-val
 
-        formreader synth samples --pages 8 --names fonts --seed 7
+        formreader synth samples --pages 7 --names fonts --formats pdf,jpg,png,tif,pdf --dpi 150 --seed 1
     """
     from formreader.commands.synth import run_synth
     from formreader.paths import shared_root
@@ -250,7 +250,7 @@ def synth(
 @app.command()
 def benchmark(
     labelled: Annotated[Path, typer.Argument(help="Labelled set: a form set (folder + truth.csv) or a crop set (images + labels.csv, Kaggle format).", file_okay=False)],
-    report: Annotated[Optional[Path], typer.Option("--report", "-r", help="Write the JSON report here, with .fields.png, .coverage.png and .errors.html beside it.", dir_okay=False)] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", "-r", help="Write the JSON report here, with .fields.png, .coverage.png, .errors.html and .items.csv beside it.", dir_okay=False)] = None,
     compare: Annotated[Optional[list[str]], typer.Option("--compare", help="Add a baseline row: tesseract (when installed).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Crop sets: score only this SPLIT of labels.csv (e.g. val).")] = None,
     worst: Annotated[int, typer.Option("--worst", help="Rows on the worst-errors page.")] = 40,

@@ -1,0 +1,289 @@
+"""Sources of handwriting ink for synthetic forms.
+
+Every source returns an `Ink`: a gray uint8 image, paper 255, trimmed to the writing, and the
+text it shows. Real sources (Kaggle name crops, MNIST digits) give real handwriting; the font
+source renders redistributable handwriting-style fonts with per-letter jitter so it looks
+written, not typeset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+
+from formreader.errors import InputError
+from formreader.preprocess import find_prefix_end, ink_bbox
+
+# MNIST train images 50000-59999 are reserved for evaluation dates; training uses 0-49999.
+MNIST_RESERVED = slice(50000, 60000)
+MNIST_TRAINING = slice(0, 50000)
+NAME_SOURCES = ("kaggle-val", "kaggle-train", "fonts")
+DIGIT_SPLITS = ("reserved", "train")
+
+# Common French first names and surnames (facts, no licence attached): the names the font source
+# writes, so samples made from it carry nothing from the Kaggle dataset.
+FIRST_NAMES = (
+    "LEA", "EMMA", "CHLOE", "MANON", "CAMILLE", "SARAH", "INES", "JADE", "LOUISE", "ZOE", "LINA", "ALICE",
+    "CLARA", "JULIETTE", "MARIE", "ANNA", "ROSE", "AMBRE", "LOLA", "NORA", "MAELYS", "ELISE", "CHARLOTTE",
+    "LUCAS", "HUGO", "LOUIS", "GABRIEL", "ARTHUR", "JULES", "ADAM", "RAPHAEL", "NATHAN", "ETHAN", "TOM",
+    "THEO", "MAEL", "SACHA", "PAUL", "NOAH", "YANIS", "MATHIS", "ENZO", "LEO", "TIMEO", "AXEL", "SAMUEL",
+    "JEAN-PIERRE", "ANNE-SOPHIE", "MARIE-LOU", "PIERRE", "SOFIANE", "KARIM", "MOHAMED", "AYA", "YASMINE",
+)
+SURNAMES = (
+    "MARTIN", "BERNARD", "THOMAS", "PETIT", "ROBERT", "RICHARD", "DURAND", "DUBOIS", "MOREAU", "LAURENT",
+    "SIMON", "MICHEL", "LEFEBVRE", "LEROY", "ROUX", "DAVID", "BERTRAND", "MOREL", "FOURNIER", "GIRARD",
+    "BONNET", "DUPONT", "LAMBERT", "FONTAINE", "ROUSSEAU", "VINCENT", "MULLER", "LEFEVRE", "FAURE", "ANDRE",
+    "MERCIER", "BLANC", "GUERIN", "BOYER", "GARNIER", "CHEVALIER", "FRANCOIS", "LEGRAND", "GAUTHIER",
+    "GARCIA", "PERRIN", "ROBIN", "CLEMENT", "MORIN", "NICOLAS", "HENRY", "ROUSSEL", "MATHIEU", "GAUTIER",
+    "MASSON", "MARCHAND", "DUVAL", "DENIS", "DUMONT", "MARIE", "LEMAIRE", "NOEL", "MEYER", "DUFOUR",
+    "BEN SALEM", "NGUYEN", "DA SILVA", "LE GALL", "BENOIT-DUPRE",
+)
+CLASS_VALUES = ("6EME", "5EME", "4EME", "3EME", "CM1", "CM2", "CE1", "CE2", "CP", "2NDE")
+
+
+@dataclass
+class Ink:
+    """Handwriting on white: gray uint8 (paper 255) trimmed to its ink, and what it says."""
+
+    image: np.ndarray
+    text: str
+
+
+def paperize(gray: np.ndarray) -> np.ndarray:
+    """Stretch a scanned crop so its paper is pure white: pasting it by multiplication then
+    darkens only where there is ink and leaves the form's own lines visible."""
+    paper = float(np.percentile(gray, 90))
+    ink = float(np.percentile(gray, 1))
+    if paper - ink < 30:
+        return np.full_like(gray, 255)
+    out = (gray.astype(np.float32) - ink) * (255.0 / (paper - ink))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def trim(gray: np.ndarray) -> np.ndarray | None:
+    box = ink_bbox(gray)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    return gray[y0:y1, x0:x1]
+
+
+# --- real name crops (Kaggle format) -------------------------------------------------------
+
+def clean_name_crop(gray: np.ndarray) -> np.ndarray | None:
+    """Cut the printed prefix (`NOM :`) off a name crop and trim it to the handwriting."""
+    end = find_prefix_end(gray)
+    if end is not None:
+        gray = gray[:, end + 1 :]
+    if gray.size == 0:
+        return None
+    trimmed = trim(gray)
+    return None if trimmed is None else paperize(trimmed)
+
+
+@dataclass
+class CropNames:
+    """Real handwritten names from a Kaggle-format folder (labels.csv + images/), one split.
+
+    Crops are drawn without replacement (a shuffled cycle), so a set uses every crop before it
+    repeats one.
+    """
+
+    inks: list[Ink]
+    _order: list[int] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def load(cls, folder: Path, split: str | None) -> CropNames:
+        labels = Path(folder) / "labels.csv"
+        try:
+            table = pd.read_csv(labels, dtype=str, keep_default_na=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{labels}: cannot read crop labels ({exc})") from exc
+        if split and "SPLIT" in table.columns:
+            table = table[table["SPLIT"] == split]
+        inks = []
+        for name, identity in zip(table["FILENAME"], table["IDENTITY"]):
+            if identity in ("EMPTY", "UNREADABLE", ""):
+                continue  # blanks are made on purpose by the filler; unreadable has no truth
+            gray = cv2.imread(str(Path(folder) / "images" / name), cv2.IMREAD_GRAYSCALE)
+            cleaned = clean_name_crop(gray) if gray is not None else None
+            if cleaned is not None:
+                inks.append(Ink(cleaned, identity.strip().upper()))
+        if not inks:
+            raise InputError(f"{folder}: no usable name crops for split {split!r}")
+        return cls(inks)
+
+    def sample(self, rng: np.random.Generator, field_name: str = "") -> Ink:
+        if not self._order:
+            self._order = list(rng.permutation(len(self.inks)))
+        return self.inks[self._order.pop()]
+
+
+# --- font handwriting ---------------------------------------------------------------------
+
+@lru_cache(maxsize=256)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size)
+
+
+def _has_glyphs(font_path: Path, text: str) -> bool:
+    """Some display fonts lack characters; a missing glyph renders as a box, not a letter."""
+    font = _font(str(font_path), 40)
+    notdef = font.getmask("\uffff").getbbox()
+    return all(ch == " " or font.getmask(ch).getbbox() not in (None, notdef) for ch in text)
+
+
+def render_handwriting(text: str, font_path: Path, rng: np.random.Generator, size_px: int = 64) -> np.ndarray:
+    """Text in a handwriting font, letter by letter, made to look written.
+
+    Real crops are mostly spaced capitals: each letter gets its own size, baseline, tilt and
+    spacing; the word then gets a slant, a pen width and a little blur.
+    """
+    spaced = rng.random() < 0.6
+    gap = rng.uniform(0.25, 0.8) if spaced else rng.uniform(-0.02, 0.12)
+    ink = int(rng.integers(10, 70))
+    # Wide enough for the widest letters at the widest spacing: a clipped letter would betray the truth.
+    canvas = Image.new("L", (int(size_px * (len(text) * 2.8 + 2)), size_px * 3), 255)
+    x = size_px // 2
+    for ch in text:
+        if ch == " ":
+            x += int(size_px * rng.uniform(0.5, 0.9))
+            continue
+        letter = _letter(ch, font_path, int(size_px * rng.uniform(0.88, 1.12)), ink, rng)
+        y = int(size_px * (1.0 + rng.uniform(-0.06, 0.06))) - letter.height // 2
+        canvas.paste(letter, (x, y), letter.point(lambda v: 255 - v))
+        x += letter.width + int(size_px * gap * rng.uniform(0.7, 1.3))
+    img = np.asarray(canvas)
+    img = _slant(img, rng.uniform(-0.25, 0.2))
+    img = _pen_width(img, rng)
+    img = cv2.GaussianBlur(img, (3, 3), rng.uniform(0.3, 0.8))
+    trimmed = trim(img)
+    return trimmed if trimmed is not None else img
+
+
+def _letter(ch: str, font_path: Path, size: int, ink: int, rng: np.random.Generator) -> Image.Image:
+    font = _font(str(font_path), max(size, 8))
+    left, top, right, bottom = font.getbbox(ch)
+    img = Image.new("L", (right - left + 8, bottom - top + 8), 255)
+    ImageDraw.Draw(img).text((4 - left, 4 - top), ch, font=font, fill=ink)
+    return img.rotate(rng.uniform(-6, 6), resample=Image.BILINEAR, expand=True, fillcolor=255)
+
+
+def _slant(img: np.ndarray, shear: float) -> np.ndarray:
+    h, w = img.shape
+    matrix = np.float32([[1, shear, -shear * h / 2 + abs(shear) * h], [0, 1, 0]])
+    return cv2.warpAffine(img, matrix, (w + int(2 * abs(shear) * h), h), borderValue=255)
+
+
+def _pen_width(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    choice = rng.random()
+    kernel = np.ones((2, 2), np.uint8)
+    if choice < 0.3:
+        return cv2.erode(img, kernel)  # erode white = thicker ink
+    if choice < 0.4:
+        return cv2.dilate(img, kernel)  # thinner strokes (not too often: fine pens fade at 150 dpi)
+    return img
+
+
+def font_paths(fonts_dir: Path) -> list[Path]:
+    paths = sorted(Path(fonts_dir).glob("*.ttf")) + sorted(Path(fonts_dir).glob("*.otf"))
+    if not paths:
+        raise InputError(f"{fonts_dir}: no .ttf/.otf handwriting fonts")
+    return paths
+
+
+@dataclass
+class FontNames:
+    """Names written with handwriting fonts: redistributable (SIL OFL), for committed samples."""
+
+    fonts: list[Path]
+    first_names: tuple[str, ...] = FIRST_NAMES
+    surnames: tuple[str, ...] = SURNAMES
+
+    @classmethod
+    def load(cls, fonts_dir: Path) -> FontNames:
+        return cls(font_paths(fonts_dir))
+
+    def write(self, text: str, rng: np.random.Generator) -> Ink:
+        """`text` as written (its truth is the upper-case text: people write in capitals here)."""
+        fonts = [f for f in rng.permutation(self.fonts)]
+        font = next((Path(f) for f in fonts if _has_glyphs(Path(f), text)), Path(fonts[0]))
+        return Ink(render_handwriting(text, font, rng), text.upper())
+
+    def sample(self, rng: np.random.Generator, field_name: str = "") -> Ink:
+        names = self.surnames if field_name == "NOM" else self.first_names
+        return self.write(str(rng.choice(names)), rng)
+
+
+# --- handwritten dates from MNIST digits ---------------------------------------------------
+
+@dataclass
+class Digits:
+    """MNIST digits of one split, indexed by value; black ink on white, trimmed."""
+
+    images: np.ndarray  # (N, 28, 28) white-on-black as stored
+    labels: np.ndarray
+
+    @classmethod
+    def load(cls, npz: Path, split: str = "reserved") -> Digits:
+        if split not in DIGIT_SPLITS:
+            raise InputError(f"unknown digit split {split!r} (choose {', '.join(DIGIT_SPLITS)})")
+        try:
+            data = np.load(npz)
+            x, y = data["x"], data["y"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError(f"{npz}: cannot read MNIST digits ({exc})") from exc
+        part = MNIST_RESERVED if split == "reserved" else MNIST_TRAINING
+        return cls(x[part], y[part])
+
+    def __post_init__(self) -> None:
+        self._by_value = {d: np.flatnonzero(self.labels == d) for d in range(10)}
+
+    def digit(self, value: int, rng: np.random.Generator) -> np.ndarray:
+        pool = self._by_value[value]
+        img = 255 - self.images[int(pool[rng.integers(len(pool))])]
+        ys, xs = np.nonzero(img < 200)
+        return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def random_birth_date(rng: np.random.Generator, first: int = 1990, last: int = 2020) -> date:
+    start, end = date(first, 1, 1).toordinal(), date(last, 12, 31).toordinal()
+    return date.fromordinal(int(rng.integers(start, end + 1)))
+
+
+def write_digits(text: str, digits: Digits, rng: np.random.Generator, height: int) -> np.ndarray:
+    """Digits (and hand-drawn slashes) side by side on a common baseline, as one ink image."""
+    parts = []
+    for ch in text:
+        if ch == "/":
+            parts.append(_slash(height, rng))
+            continue
+        d = digits.digit(int(ch), rng)
+        h = int(height * rng.uniform(0.9, 1.05))
+        w = max(2, round(d.shape[1] * h / d.shape[0]))
+        parts.append(cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA))
+    gap = max(1, int(height * rng.uniform(0.05, 0.35)))
+    total_w = sum(p.shape[1] for p in parts) + gap * (len(parts) + 1)
+    canvas = np.full((int(height * 1.25), total_w), 255, np.uint8)
+    x = gap
+    for p in parts:
+        y = canvas.shape[0] - p.shape[0] - int(rng.integers(0, max(1, height // 10)))
+        canvas[y : y + p.shape[0], x : x + p.shape[1]] = np.minimum(canvas[y : y + p.shape[0], x : x + p.shape[1]], p)
+        x += p.shape[1] + gap
+    out = trim(canvas)
+    return out if out is not None else canvas
+
+
+def _slash(height: int, rng: np.random.Generator) -> np.ndarray:
+    w = max(4, int(height * rng.uniform(0.35, 0.55)))
+    img = np.full((height, w + 4), 255, np.uint8)
+    thickness = max(2, round(height * rng.uniform(0.06, 0.1)))
+    cv2.line(img, (2, height - 2), (w + 1, 1), int(rng.integers(0, 60)), thickness, cv2.LINE_AA)
+    return img
