@@ -8,14 +8,16 @@ from datetime import date
 
 from formreader.records import FieldResult
 
-_NAME_JUNK = re.compile(r"[^A-ZÀ-ÖØ-ÞŒŸ' -]")
+# Digits stay: text fields such as a class ("6EME", "CM2") hold them, and a digit read in a name
+# is better shown (with its low confidence) than silently dropped.
+_NAME_JUNK = re.compile(r"[^0-9A-ZÀ-ÖØ-ÞŒŸ' -]")
 _SPACES = re.compile(r"\s+")
 _DATE_PARTS = re.compile(r"^\s*(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]\s*(\d{2,4})\s*$")
 _DATE_DIGITS = re.compile(r"^\s*(\d{2})(\d{2})(\d{4})\s*$")
 
 
 def normalize_name(raw: str) -> str:
-    """Upper-case, letters/space/hyphen/apostrophe only, single spaces."""
+    """Upper-case; letters, digits, space, hyphen and apostrophe only; single spaces."""
     text = unicodedata.normalize("NFC", raw).upper()
     text = _NAME_JUNK.sub("", text)
     text = _SPACES.sub(" ", text).strip(" -'")

@@ -29,7 +29,7 @@ def _cut(aligned: np.ndarray, template: Template, spec: FieldSpec, margin_mm: fl
     x0, y0, x1, y1 = template.mm_rect(spec.value_mm, margin_mm)
     crop = aligned[y0:y1, x0:x1].copy()
     printed = cv2.dilate(template.printed_ink[y0:y1, x0:x1], kernel)
-    crop[printed > 0] = 255
+    crop[printed > 0] = paper_level(crop)
     crop = remove_rules(crop)
     return FieldCrop(name=spec.name, kind=spec.kind, image=crop, blank_confidence=blank_confidence(crop))
 
@@ -45,5 +45,10 @@ def remove_rules(gray: np.ndarray, min_fraction: float = 0.35) -> np.ndarray:
         k = cv2.getStructuringElement(cv2.MORPH_RECT, size)
         lines |= cv2.morphologyEx(ink, cv2.MORPH_OPEN, k)
     out = gray.copy()
-    out[cv2.dilate(lines, np.ones((3, 3), np.uint8)) > 0] = 255
+    out[cv2.dilate(lines, np.ones((3, 3), np.uint8)) > 0] = paper_level(gray)
     return out
+
+
+def paper_level(gray: np.ndarray) -> int:
+    """The crop's paper grey: erased ink takes this value, so no bright streak is left behind."""
+    return int(np.percentile(gray, 75)) if gray.size else 255
