@@ -26,7 +26,7 @@ from formreader.benchmark.sets import (
     normalize_prediction,
     normalize_truth,
 )
-from formreader.fields import make_field
+from formreader.crops import read_crops
 from formreader.pipeline import PipelineSettings, Scanner
 from formreader.recognize.predictor import Predictor
 from formreader.records import PageRecord, Timings
@@ -134,12 +134,11 @@ def run_crop_set(crop_set: CropSet, predictor: Predictor, review_threshold: floa
         images = [read_crop(c.path) for c in chunk]
         run.timings.add("ingest", time.perf_counter() - t0)
         ok = [j for j, img in enumerate(images) if img is not None]
-        readings, timings = predictor.predict([images[j] for j in ok])
+        results, timings = read_crops([images[j] for j in ok], predictor, "text", CROP_FIELD)
         run.timings.merge(timings)
-        by_index = dict(zip(ok, readings))
+        by_index = dict(zip(ok, results))
         for j, crop in enumerate(chunk):
-            reading = by_index.get(j)
-            result = make_field(CROP_FIELD, "text", reading.text, reading.confidence) if reading else None
+            result = by_index.get(j)
             run.items.append(Item(
                 source=crop.path.name,
                 field=CROP_FIELD,

@@ -9,10 +9,9 @@ import pandas as pd
 from rich.console import Console
 
 from formreader.config import Config
+from formreader.crops import read_crops
 from formreader.errors import InputError
-from formreader.fields import make_field
 from formreader.ingest import IMAGE_SUFFIXES, discover, read_pages
-from formreader.preprocess import blank_confidence, strip_prefix
 from formreader.recognize.predictor import load_predictor
 from formreader.writers import atomic_write_text
 
@@ -45,16 +44,8 @@ def _read_chunk(files: list[Path], predictor, kind: str) -> list[dict[str, objec
         page = read_pages(f)[0]
         rows.append({"file": str(f), "text": "", "confidence": 0.0, "error": page.error})
         images.append(page.image)
-    todo = []
-    for i, img in enumerate(images):
-        if img is None:
-            continue
-        blank = blank_confidence(strip_prefix(img))
-        if blank is None:
-            todo.append(i)
-        else:  # a blank field (perhaps just its printed label) reads as ""
-            rows[i]["confidence"] = round(blank, 4)
-    for i, reading in zip(todo, predictor([images[i] for i in todo])):
-        value = reading.text if kind == "raw" else make_field("", kind, reading.text, reading.confidence).text
-        rows[i]["text"], rows[i]["confidence"] = value, round(reading.confidence, 4)
+    ok = [i for i, img in enumerate(images) if img is not None]
+    results, _ = read_crops([images[i] for i in ok], predictor, kind)
+    for i, result in zip(ok, results):
+        rows[i]["text"], rows[i]["confidence"] = result.text, round(result.confidence, 4)
     return rows
