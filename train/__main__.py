@@ -41,7 +41,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from train.evaluate import run_evaluation
 
-    report = run_evaluation(Path(args.model).resolve(), shared_root(args.data_root), args.lexicon, args.parts, args.threads)
+    report = run_evaluation(Path(args.model).resolve(), shared_root(args.data_root), args.lexicon, args.parts,
+                            args.threads, args.read_csv)
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -50,7 +51,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_pseudolabel(args: argparse.Namespace) -> None:
     from train.pseudolabel import pseudolabel
 
-    pseudolabel(Path(args.model).resolve(), shared_root(args.data_root), Path(args.output).resolve(), args.min_confidence)
+    pseudolabel(Path(args.model).resolve(), shared_root(args.data_root), Path(args.output).resolve(),
+                args.min_confidence, args.unknown_confidence)
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
@@ -82,12 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--parts", default="val,dates,speed")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None)
+    p.add_argument("--read-csv", default=None, help="also score this `formreader read` CSV of the val crops")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("pseudolabel", help="label the unlabelled crops where the model is confident")
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--output", required=True)
-    p.add_argument("--min-confidence", type=float, default=0.9)
+    p.add_argument("--min-confidence", type=float, default=0.3, help="for readings that are known names")
+    p.add_argument("--unknown-confidence", type=float, default=0.7, help="for other readings")
     p.set_defaults(func=cmd_pseudolabel)
 
     p = sub.add_parser("pack", help="copy a compact subset of shared/ for a remote training box")

@@ -55,12 +55,13 @@ def _edge_crop(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     pad = [max(0, -t), max(0, -b), max(0, -left), max(0, -r)]
     img = cv2.copyMakeBorder(img, *pad, cv2.BORDER_REPLICATE)
     h2, w2 = img.shape
-    return img[max(0, t): h2 - max(0, b), max(0, left): w2 - max(0, r)]
+    out = img[max(0, t): h2 - max(0, b), max(0, left): w2 - max(0, r)]
+    return out if min(out.shape) >= 4 else img  # never trim a tiny crop away
 
 
 def augment(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """One random degradation of a gray uint8 crop; returns gray uint8."""
-    if strength <= 0:
+    if strength <= 0 or min(img.shape) < 4:  # degenerate crops pass through untouched
         return img
     out = img
     if rng.random() < 0.6:

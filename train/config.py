@@ -51,6 +51,7 @@ class FitConfig:
     workers: int = 1  # sample-generation processes (0 = in-process)
     val_limit: int = 0  # 0 = the whole dev val split
     max_minutes: float = 0.0  # stop (resumably) after this long; 0 = no limit
+    stop_at_epoch: int = 0  # stop (resumably) once this epoch is done, e.g. to pseudo-label; 0 = never
     init_weights: str = ""  # start from these weights (fine-tuning); ignored when resuming
 
 

@@ -62,7 +62,8 @@ def build_stream(cfg: RunConfig, root: Path) -> SampleStream:
     if "kaggle" in mix:
         draws["kaggle"] = _augmented(sources.kaggle_split(root, "train", alphabet), 1.0)
     if "pseudo" in mix and cfg.data.pseudo_labels:
-        draws["pseudo"] = _augmented(sources.pseudo_labelled(root, Path(cfg.data.pseudo_labels), alphabet), 1.0)
+        table = sources.repo_path(cfg.data.pseudo_labels)
+        draws["pseudo"] = _augmented(sources.pseudo_labelled(root, table, alphabet), 1.0)
     if "dhsd" in mix:
         draws["dhsd"] = _augmented(sources.dhsd_words(root, alphabet), 0.7)
     if "htr_lines" in mix:
@@ -90,6 +91,9 @@ _WORKER_STREAM: SampleStream | None = None
 
 def _init_worker(cfg: RunConfig, root: Path) -> None:
     global _WORKER_STREAM
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already
     _WORKER_STREAM = build_stream(cfg, root)
 
 
@@ -105,7 +109,8 @@ def batches(cfg: RunConfig, root: Path, first_seed: int, count: int) -> Iterator
         stream = build_stream(cfg, root)
         yield from (stream.batch(*job) for job in jobs)
         return
-    ctx = mp.get_context("fork")
+    # spawn, not fork: the trainer process may already run JAX/TF threads, which fork can deadlock.
+    ctx = mp.get_context("spawn")
     window = 4 * cfg.fit.workers  # bounded prefetch: never run far ahead of the trainer
     with ctx.Pool(cfg.fit.workers, initializer=_init_worker, initargs=(cfg, root)) as pool:
         pending: deque = deque()

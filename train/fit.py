@@ -62,7 +62,7 @@ def _open_model(cfg: RunConfig, out: Path):
     keras.utils.set_random_seed(cfg.fit.seed)
     model = build_crnn(cfg.model)
     if cfg.fit.init_weights:
-        model.load_weights(cfg.fit.init_weights)
+        model.load_weights(sources.repo_path(cfg.fit.init_weights))
     _compile(model, cfg)
     return model
 
@@ -121,14 +121,19 @@ def fit(cfg: RunConfig, root: Path, out: Path) -> RunState:
         _checkpoint(model, state, out, val)
         lr = float(np.asarray(model.optimizer.learning_rate))
         row = dict(epoch=state.epoch, step=int(np.asarray(model.optimizer.iterations)), train_loss=round(loss, 4),
-                   val_cer=round(val.cer, 4), val_exact=round(val.exact, 4), lr=f"{lr:.2e}", seconds=round(state.seconds))
+                   val_cer=round(val.cer, 4), val_exact=round(val.exact, 4), lr=f"{lr:.2e}", seconds=round(state.seconds, 1))
         _append_log(out / "log.csv", row)
         print(json.dumps(row), flush=True)
-        if cfg.fit.max_minutes and time.time() - session_start > cfg.fit.max_minutes * 60:
-            print("time budget reached; re-run the same command to resume")
+        if _should_pause(cfg, state, session_start):
+            print("stopping here; re-run the same command to resume")
             break
     plot_curve(out / "log.csv", out / "curve.png")
     return state
+
+
+def _should_pause(cfg: RunConfig, state: RunState, session_start: float) -> bool:
+    out_of_time = cfg.fit.max_minutes and time.time() - session_start > cfg.fit.max_minutes * 60
+    return bool(out_of_time or state.epoch == cfg.fit.stop_at_epoch)
 
 
 def _checkpoint(model, state: RunState, out: Path, val: Score) -> None:

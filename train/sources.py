@@ -27,6 +27,12 @@ def shared_root(arg: str | os.PathLike | None = None) -> Path:
     return Path(env).resolve() if env else REPO_ROOT.parent / "shared"
 
 
+def repo_path(path: str | os.PathLike) -> Path:
+    """Config paths are relative to the repository root, never to the working directory."""
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
 @dataclass
 class ImageSet:
     images: list[np.ndarray]

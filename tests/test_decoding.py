@@ -1,0 +1,129 @@
+"""CTC decoders: greedy, prefix beam search, exact CTC likelihood, names-lexicon prior."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from formreader.recognize.decoding import Lexicon, beam_decode, ctc_log_likelihood, greedy_decode, prefix_beam_search
+
+ALPHABET = "ABCDEILMNORTU"
+
+
+def _collapse(path: tuple[int, ...]) -> tuple[int, ...]:
+    out, prev = [], 0
+    for k in path:
+        if k and k != prev:
+            out.append(k)
+        prev = k
+    return tuple(out)
+
+
+def _brute_force(probs: np.ndarray) -> dict[tuple[int, ...], float]:
+    """P(labelling) summed over every path (tiny T and C only)."""
+    total: dict[tuple[int, ...], float] = defaultdict(float)
+    for path in itertools.product(range(probs.shape[1]), repeat=probs.shape[0]):
+        total[_collapse(path)] += float(np.prod([probs[t, k] for t, k in enumerate(path)]))
+    return total
+
+
+def _random_probs(t: int, c: int, seed: int) -> np.ndarray:
+    p = np.random.default_rng(seed).random((t, c)) ** 4
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _peaked(text: str, alphabet: str = ALPHABET, sharp: float = 0.9, steps_per_char: int = 3) -> np.ndarray:
+    """Probabilities that clearly spell `text` (char, blank, blank per symbol)."""
+    c = len(alphabet) + 1
+    rows = []
+    for ch in text:
+        for k in [alphabet.index(ch) + 1] + [0] * (steps_per_char - 1):
+            row = np.full(c, (1 - sharp) / (c - 1))
+            row[k] = sharp
+            rows.append(row)
+    return np.array(rows)
+
+
+def test_greedy_collapses_repeats_and_blanks():
+    probs = _peaked("ANNE")
+    assert greedy_decode(probs, ALPHABET)[0] == "ANNE"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ctc_likelihood_matches_brute_force(seed):
+    probs = _random_probs(5, 4, seed)
+    for labels, p in _brute_force(probs).items():
+        assert np.exp(ctc_log_likelihood(probs, list(labels))) == pytest.approx(p, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_beam_search_finds_most_probable_labelling(seed):
+    probs = _random_probs(6, 4, seed)
+    exact = _brute_force(probs)
+    best = max(exact, key=exact.get)
+    ids, logp = prefix_beam_search(probs, beam_width=64, prune=0.0)[0]
+    assert ids == best
+    assert np.exp(logp) == pytest.approx(exact[best], rel=1e-9)
+
+
+def test_beam_decode_returns_text_and_probability():
+    text, conf = beam_decode(_peaked("MARTIN"), ALPHABET)
+    assert text == "MARTIN"
+    assert 0 < conf <= 1
+
+
+def test_empty_output_is_empty_string():
+    probs = np.zeros((10, len(ALPHABET) + 1))
+    probs[:, 0] = 1.0
+    assert beam_decode(probs, ALPHABET) == ("", pytest.approx(1.0))
+    assert greedy_decode(probs, ALPHABET)[0] == ""
+
+
+def _ambiguous(alphabet: str = ALPHABET) -> np.ndarray:
+    """Spells MARTIN, but the 'I' step is nearly a coin toss between I and L."""
+    probs = _peaked("MARTIN", alphabet)
+    i_step = 4 * 3
+    probs[i_step] = 0.0
+    probs[i_step, alphabet.index("L") + 1] = 0.52
+    probs[i_step, alphabet.index("I") + 1] = 0.48
+    return probs
+
+
+def test_lexicon_corrects_a_doubtful_known_name():
+    lexicon = Lexicon(counts={"MARTIN": 40, "DUBOIS": 12})
+    assert beam_decode(_ambiguous(), ALPHABET)[0] == "MARTLN"
+    assert beam_decode(_ambiguous(), ALPHABET, lexicon=lexicon)[0] == "MARTIN"
+
+
+def test_lexicon_keeps_a_confident_unknown_name():
+    lexicon = Lexicon(counts={"MARTIN": 40})
+    probs = _peaked("MARTON", sharp=0.98)  # one edit from MARTIN, but clearly written
+    assert beam_decode(probs, ALPHABET, lexicon=lexicon)[0] == "MARTON"
+
+
+def test_lexicon_never_touches_dates():
+    alphabet = "/0123456789"
+    lexicon = Lexicon(counts={"12/03/2001": 100})
+    probs = _peaked("12/03/2004", alphabet)
+    assert beam_decode(probs, alphabet, lexicon=lexicon)[0] == "12/03/2004"
+
+
+def test_lexicon_load_csv_and_plain_list(tmp_path):
+    csv = tmp_path / "names.csv"
+    csv.write_text("NAME\nmartin\nEMPTY\nDubois\nMARTIN\n", encoding="utf-8")
+    plain = tmp_path / "names.txt"
+    plain.write_text("Martin\n\nDUBOIS\n", encoding="utf-8")
+    for path in (csv, plain):
+        lexicon = Lexicon.load(path)
+        assert lexicon.words == frozenset({"MARTIN", "DUBOIS"})
+        assert lexicon.neighbours("MARTLN") == ["MARTIN"]
+    assert Lexicon.load(csv).counts == {"MARTIN": 2, "DUBOIS": 1}
+
+
+def test_frequent_names_get_a_larger_prior():
+    lexicon = Lexicon(counts={"MARTIN": 50, "MARTLN": 1}, weight=1.0)
+    # A name seen once (often a misspelt label) counts no more than an unknown one.
+    assert lexicon.prior("MARTIN") > lexicon.prior("MARTLN") == lexicon.prior("UNKNOWN") == 0.0
