@@ -20,21 +20,57 @@ NEG_INF = -1e30
 
 
 def greedy_decode(probs: np.ndarray, alphabet: str, blank: int = 0) -> tuple[str, float]:
-    """Best path: argmax per step, collapse repeats, drop blanks.
+    """Best path for one crop: see `greedy_decode_batch`."""
+    return greedy_decode_batch(probs[None], alphabet, blank)[0]
 
-    Confidence is the product of the per-step maxima along the best path, so one doubtful
-    character pulls the whole field down (that is what review flags need).
+
+def greedy_decode_batch(probs: np.ndarray, alphabet: str, blank: int = 0) -> list[tuple[str, float]]:
+    """Best path: argmax per step, collapse repeats, drop blanks; (N, T, C) -> N readings.
+
+    Confidence is the model's probability of the text, summed over all its alignments (the
+    same measure as `beam_decode`). The best path's own probability would rank readings as well
+    but sits far below 1 even for sure ones, so a review threshold on it would mean nothing.
     """
     best = probs.argmax(axis=-1)
-    peak = probs.max(axis=-1)
-    chars: list[str] = []
-    prev = blank
-    for k in best:
-        if k != blank and k != prev:
-            chars.append(alphabet[k - 1])
-        prev = k
-    confidence = float(np.exp(np.sum(np.log(np.clip(peak, 1e-12, 1.0)))))
-    return "".join(chars), confidence
+    labels = [_collapse(row, blank) for row in best]
+    logp = batch_log_likelihood(probs, labels, blank)
+    return [("".join(alphabet[k - 1] for k in ids), float(np.exp(lp))) for ids, lp in zip(labels, logp)]
+
+
+def _collapse(path: np.ndarray, blank: int) -> list[int]:
+    keep = np.ones(len(path), bool)
+    keep[1:] = path[1:] != path[:-1]
+    return [int(k) for k in path[keep] if k != blank]
+
+
+def batch_log_likelihood(probs: np.ndarray, labels: list[list[int]], blank: int = 0) -> np.ndarray:
+    """log P(labels[n] | probs[n]) for a batch, by the CTC forward algorithm run on all at once.
+
+    Vectorized over the batch: a per-crop loop costs more in numpy overhead than the model.
+    """
+    n, steps, _ = probs.shape
+    width = 2 * max((len(ids) for ids in labels), default=0) + 1
+    ext = np.full((n, width), blank, np.int64)
+    for i, ids in enumerate(labels):
+        ext[i, 1 : 2 * len(ids) : 2] = ids
+    logp = np.log(np.clip(probs, 1e-30, 1.0))
+    emit = np.take_along_axis(logp, np.broadcast_to(ext[:, None, :], (n, steps, width)), axis=2)
+    skip = np.zeros((n, width), bool)
+    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    alpha = np.full((n, width), NEG_INF)
+    alpha[:, 0] = emit[:, 0, 0]
+    if width > 1:
+        alpha[:, 1] = emit[:, 0, 1]
+    for t in range(1, steps):
+        a1 = np.full_like(alpha, NEG_INF)
+        a1[:, 1:] = alpha[:, :-1]
+        a2 = np.full_like(alpha, NEG_INF)
+        a2[:, 2:] = np.where(skip[:, 2:], alpha[:, :-2], NEG_INF)
+        alpha = np.logaddexp(np.logaddexp(alpha, a1), a2) + emit[:, t]
+    ends = np.array([2 * len(ids) for ids in labels])
+    last = alpha[np.arange(n), ends]
+    before = np.where(ends > 0, alpha[np.arange(n), np.maximum(ends - 1, 0)], NEG_INF)
+    return np.logaddexp(last, before)
 
 
 def _logsumexp(a: float, b: float) -> float:

@@ -17,7 +17,7 @@ import numpy as np
 from formreader.errors import ModelError
 from formreader.preprocess import InputSpec, normalize_crop, to_batch
 from formreader.records import Timings
-from formreader.recognize.decoding import greedy_decode
+from formreader.recognize.decoding import greedy_decode_batch
 from formreader.recognize.spec import METADATA_KEY, ModelSpec
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "crnn.onnx"
@@ -69,13 +69,16 @@ class OnnxModel:
 
 
 class CTCPostProcessor:
-    """(N, T, C) probabilities -> readings, greedy or beam, with an optional names lexicon."""
+    """(N, T, C) probabilities -> readings: greedy for the whole batch at once, or a per-crop
+    decoder (beam search, names lexicon)."""
 
     def __init__(self, alphabet: str, decode: Callable[[np.ndarray], tuple[str, float]] | None = None):
         self.alphabet = alphabet
-        self.decode = decode or (lambda probs: greedy_decode(probs, alphabet))
+        self.decode = decode
 
     def __call__(self, probs: np.ndarray) -> list[Reading]:
+        if self.decode is None:
+            return [Reading(*r) for r in greedy_decode_batch(probs, self.alphabet)]
         return [Reading(*self.decode(p)) for p in probs]
 
 
@@ -171,9 +174,10 @@ def _cuda_libraries_load() -> bool:
     return True
 
 
-def make_decoder(spec: ModelSpec, settings: RecognizerSettings) -> Callable[[np.ndarray], tuple[str, float]]:
+def make_decoder(spec: ModelSpec, settings: RecognizerSettings) -> Callable[[np.ndarray], tuple[str, float]] | None:
+    """None means batched greedy decoding (the fast default)."""
     if settings.decoder == "greedy" and settings.lexicon is None:
-        return lambda probs: greedy_decode(probs, spec.alphabet)
+        return None
     if settings.decoder not in ("greedy", "beam"):
         raise ModelError(f"unknown decoder {settings.decoder!r} (choose greedy or beam)")
     from formreader.recognize.decoding import Lexicon, beam_decode
