@@ -32,6 +32,7 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (CUDA w
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for the recognizer (0: all cores).")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Crops per recognizer batch.")]
 DecoderOpt = Annotated[Optional[str], typer.Option("--decoder", help="greedy (fast) or beam.")]
+ReviewOpt = Annotated[Optional[float], typer.Option("--review-threshold", help="Fields below this confidence set needs_review.")]
 LexiconOpt = Annotated[Optional[Path], typer.Option("--lexicon", help="Names list (CSV with NAME column) used as a prior by the beam decoder.", dir_okay=False)]
 
 
@@ -59,7 +60,7 @@ def scan(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
-    review_threshold: Annotated[Optional[float], typer.Option(help="Fields below this confidence set needs_review.")] = None,
+    review_threshold: ReviewOpt = None,
     dpi: Annotated[Optional[float], typer.Option(help="Resolution PDFs are rendered at.")] = None,
 ) -> None:
     """Scan filled-in forms and write one row per page.
@@ -262,7 +263,7 @@ def benchmark(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
-    review_threshold: Annotated[Optional[float], typer.Option(help="Fields below this confidence set needs_review.")] = None,
+    review_threshold: ReviewOpt = None,
 ) -> None:
     """Measure how well and how fast formreader reads a labelled set.
 
