@@ -146,11 +146,6 @@ def blank_confidence(image: np.ndarray, min_ink_fraction: float = 0.002) -> floa
     return 1.0 - fraction / min_ink_fraction
 
 
-def is_blank(image: np.ndarray, min_ink_fraction: float = 0.002) -> bool:
-    """True when a crop holds (almost) no ink."""
-    return blank_confidence(image, min_ink_fraction) is not None
-
-
 # --- printed prefixes -------------------------------------------------------------
 # Crops cut without a template (scanned elsewhere, like the Kaggle name crops) often start with
 # the form's printed label. Whatever its words, it ends in a colon: two small, equal, near-square

@@ -123,3 +123,15 @@ def test_read_crops(tmp_path: Path, tiny_model: Path):
     assert list(df.columns) == ["text", "confidence", "error"]
     assert df.loc[str(tmp_path / "blank.png"), "text"] == "" and df.loc[str(tmp_path / "blank.png"), "confidence"] == 1.0
     assert "empty file" in df.loc[str(tmp_path / "bad.jpg"), "error"]
+
+
+def test_process_file_is_a_plain_function_of_file_template_and_model(tmp_path: Path, tiny_model: Path):
+    from formreader.pipeline import process_file
+    from formreader.template import DEFAULT_TEMPLATE_DIR
+
+    path = tmp_path / "form.png"
+    cv2.imwrite(str(path), scan(fill(Template.load(), VALUES), Scan(angle=-2)))
+    (record,) = process_file(path, DEFAULT_TEMPLATE_DIR, tiny_model)
+    assert (record.file, record.page, record.error) == (str(path), 1, "")
+    assert record.aligned and list(record.fields) == ["NOM", "PRENOM", "DATE", "CLASSE"]
+    assert record.fields["CLASSE"].text == "" and all(t >= 0 for t in record.timings.seconds.values())
