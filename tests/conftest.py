@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from formreader.paths import shared_root
 from tests.tinymodel import build_tiny_model
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FORMREADER_SHARED", ROOT.parent / "shared"))
+SHARED = shared_root()
 
 
 @pytest.fixture(scope="session")

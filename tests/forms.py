@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from formreader.paths import shared_root
 from formreader.template import Template
 
-FONT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "fonts"
+FONT_DIR = shared_root() / "fonts"
 
 
 def _font(px: int) -> ImageFont.ImageFont:

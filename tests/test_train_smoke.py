@@ -6,13 +6,14 @@ Needs TensorFlow (the `train` extra) and the shared data; skips cleanly without 
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
 
+from formreader.paths import shared_root
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FORMREADER_SHARED", ROOT.parent / "shared"))
+SHARED = shared_root()
 TINY = ROOT / "train" / "configs" / "tiny.json"
 
 

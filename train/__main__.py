@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from train.sources import REPO_ROOT, shared_root
+from formreader.paths import REPO_ROOT, shared_root
 
 DEFAULT_MODEL = REPO_ROOT / "formreader" / "assets" / "models" / "crnn.onnx"
 

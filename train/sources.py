@@ -14,18 +14,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from formreader.paths import REPO_ROOT
 from train.text import clean_label
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_root(arg: str | os.PathLike | None = None) -> Path:
-    """--data-root, else $FORMREADER_SHARED, else the `shared` folder beside the repository."""
-    if arg:
-        return Path(arg).resolve()
-    env = os.environ.get("FORMREADER_SHARED")
-    return Path(env).resolve() if env else REPO_ROOT.parent / "shared"
-
 
 def repo_path(path: str | os.PathLike) -> Path:
     """Config paths are relative to the repository root, never to the working directory."""
