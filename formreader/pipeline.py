@@ -74,7 +74,7 @@ def _align_and_cut(image, template: Template, aligner: Aligner, settings: Pipeli
     return crops
 
 
-def finish_pages(pages: list[PreparedPage], predictor: Predictor, template: Template, settings: PipelineSettings) -> list[PageRecord]:
+def finish_pages(pages: list[PreparedPage], predictor: Predictor, settings: PipelineSettings) -> list[PageRecord]:
     """Recognize every non-blank crop of these pages in one batched call, then build the records."""
     todo = [(p, c) for p in pages for c in p.crops if not c.blank]
     readings, timings = predictor.predict([c.image for _, c in todo]) if todo else ([], Timings())
@@ -85,12 +85,12 @@ def finish_pages(pages: list[PreparedPage], predictor: Predictor, template: Temp
         for stage, sec in timings.seconds.items():
             page.record.timings.add(stage, sec * share)
         t0 = time.perf_counter()
-        _fill_record(page, by_crop, template, settings)
+        _fill_record(page, by_crop, settings)
         page.record.timings.add("decode", time.perf_counter() - t0)
     return [p.record for p in pages]
 
 
-def _fill_record(page: PreparedPage, by_crop: dict[int, Reading], template: Template, settings: PipelineSettings) -> None:
+def _fill_record(page: PreparedPage, by_crop: dict[int, Reading], settings: PipelineSettings) -> None:
     record = page.record
     for crop in page.crops:
         if crop.blank:
@@ -102,8 +102,6 @@ def _fill_record(page: PreparedPage, by_crop: dict[int, Reading], template: Temp
         f for f in record.fields.values() if not f.valid or f.confidence < settings.review_threshold
     ]
     record.needs_review = bool(record.error) or not record.aligned or bool(doubtful)
-    if len(record.fields) < len(template.layout.fields) and not record.error:
-        record.error = "fields missing"
 
 
 class Scanner:
@@ -153,7 +151,7 @@ class Scanner:
 
     def _flush(self, pending, on_file) -> Iterator[PageRecord]:
         pages = [p for _, file_pages in pending for p in file_pages]
-        finish_pages(pages, self.predictor, self.template, self.settings)
+        finish_pages(pages, self.predictor, self.settings)
         if self.crops_dir is not None:
             save_crops(pages, self.crops_dir)
         for path, file_pages in pending:

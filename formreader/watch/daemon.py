@@ -351,13 +351,13 @@ class WatchDaemon:
     def _recognize(self, jobs: list[_Job]) -> None:
         """One recognizer call for the whole batch; if it raises, file by file, so one bad file fails alone."""
         try:
-            finish_pages([p for j in jobs for p in j.pages], self.predictor, self.template, self.pipeline)
+            finish_pages([p for j in jobs for p in j.pages], self.predictor, self.pipeline)
             return
         except Exception:
             log.exception("recognizer failed on a batch of %d file(s); retrying them one by one", len(jobs))
         for job in jobs:
             try:
-                finish_pages(job.pages, self.predictor, self.template, self.pipeline)
+                finish_pages(job.pages, self.predictor, self.pipeline)
             except Exception as exc:
                 job.pages = [_error_page(job.path, f"recognizer failed ({type(exc).__name__}: {exc})")]
 
