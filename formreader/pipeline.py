@@ -8,6 +8,7 @@ crops of many pages and files through one recognizer call and turns readings int
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections import deque
@@ -161,12 +162,22 @@ class Scanner:
             yield from records
 
 
+def crop_path(directory: Path, file: str, page: int, name: str) -> Path:
+    """Where the crop of field `name` on `page` of `file` (the row's `file` value) is saved.
+
+    The stem keeps names readable; the hash of the whole path keeps two `scan.pdf` in different
+    folders apart. Review, apply, fine-tuning and the benchmark all find crops through this.
+    """
+    stem = re.sub(r"[^\w.-]+", "_", Path(file).stem)[:60]
+    digest = hashlib.sha1(str(file).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return Path(directory) / f"{stem}_{digest}_p{page}_{name}.png"
+
+
 def save_crops(pages: list[PreparedPage], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for page in pages:
-        stem = re.sub(r"[^\w.-]+", "_", Path(page.record.file).stem)
         for crop in page.crops:
-            cv2.imwrite(str(directory / f"{stem}_p{page.record.page}_{crop.name}.png"), crop.image)
+            cv2.imwrite(str(crop_path(directory, page.record.file, page.record.page, crop.name)), crop.image)
 
 
 def process_file(

@@ -7,7 +7,6 @@ page and the Tesseract baseline look at the very same pixels.
 
 from __future__ import annotations
 
-import re
 import resource
 import time
 from collections import Counter
@@ -27,7 +26,7 @@ from formreader.benchmark.sets import (
     normalize_truth,
 )
 from formreader.crops import read_crops
-from formreader.pipeline import PipelineSettings, Scanner
+from formreader.pipeline import PipelineSettings, Scanner, crop_path
 from formreader.recognize.predictor import Predictor
 from formreader.records import PageRecord, Timings
 from formreader.template import Template
@@ -54,12 +53,6 @@ class Run:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports kilobytes)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def crop_path(crops_dir: Path, file: str, page: int, name: str) -> Path:
-    """Where `formreader.pipeline.save_crops` puts a crop (same naming rule)."""
-    stem = re.sub(r"[^\w.-]+", "_", Path(file).stem)
-    return crops_dir / f"{stem}_p{page}_{name}.png"
 
 
 def run_form_set(
