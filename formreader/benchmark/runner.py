@@ -108,7 +108,7 @@ def _page_items(file: str, page: int, truth: dict[str, str], record: PageRecord 
             pred=pred,
             confidence=result.confidence if result else 0.0,
             needs_review=record.needs_review if record else True,
-            crop=crop_path(crops_dir, file, page, name) if result and crops_dir else None,
+            crop=crop_path(crops_dir, record.file, page, name) if result and crops_dir else None,
             page_key=key,
         ))
     return items
