@@ -15,12 +15,12 @@ from formreader.cli import app
 from formreader.ingest import read_pages
 from formreader.preprocess import ink_bbox
 from formreader.synth import FillSettings, SetSpec, build_filler, preset, write_form_set
+from formreader.synth.fonts import FontNames
 from formreader.synth.formset import plan_files
 from formreader.synth.handwriting import (
     MNIST_RESERVED,
     CropNames,
     Digits,
-    FontNames,
     clean_name_crop,
     write_digits,
 )

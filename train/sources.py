@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from formreader.paths import REPO_ROOT
+from formreader.synth import fonts as synth_fonts
 from train.text import clean_label
 
 def repo_path(path: str | os.PathLike) -> Path:
@@ -114,4 +115,4 @@ def names_list(root: Path) -> list[str]:
 
 
 def font_paths(root: Path) -> list[Path]:
-    return sorted((root / "fonts").glob("*.ttf"))
+    return synth_fonts.font_paths(root / "fonts")

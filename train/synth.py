@@ -3,6 +3,8 @@
 Real crops show a handwritten name (often widely spaced capitals), frequently after a printed
 `NOM :`/`PRENOM :` prefix, with bits of neighbouring printed or handwritten lines cut at the top
 or bottom edge, guide lines, specks, and sometimes no handwriting at all (label "").
+The handwriting itself comes from the runtime's font renderer (`formreader.synth.fonts`), the
+same one `formreader synth` uses; this module adds what is specific to training crops.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from formreader.synth.fonts import draw_handwriting, load_font
+
 PREFIXES = ["NOM :", "PRENOM :", "NOM:", "PRENOM:", "NOM", "PRENOM", "Nom :", "Prénom :"]
 NEIGHBOUR_WORDS = [
     "DATE DE NAISSANCE", "CODE RNE/UAI", "CLASSE", "PRENOM", "NOM", "SEXE", "NE(E) LE",
@@ -23,24 +27,10 @@ NEIGHBOUR_WORDS = [
 DATE_SEPARATORS = ["/", "/", "/", ".", "-", " "]
 
 
-@lru_cache(maxsize=512)
-def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(path, size)
-
-
 @lru_cache(maxsize=64)
 def _printed_font(size: int) -> ImageFont.FreeTypeFont:
     # Pillow's bundled scalable sans: printed labels without depending on system fonts.
     return ImageFont.load_default(size)
-
-
-def _draw_spaced(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font, spacing: float, ink: int) -> int:
-    """Draw text char by char with extra spacing; returns the x after the last char."""
-    x, y = xy
-    for ch in text:
-        draw.text((x, y), ch, font=font, fill=ink)
-        x += int(draw.textlength(ch, font=font) + spacing)
-    return x
 
 
 @dataclass
@@ -71,14 +61,7 @@ class Synthesizer:
         year = int(rng.integers(1930, 2026))
         return f"{day:02d}", f"{month:02d}", f"{year:04d}"
 
-    # ---- handwriting layer --------------------------------------------------------
-    def _render_hand(self, rng: np.random.Generator, text: str, canvas: Image.Image, x: int, ink: int) -> int:
-        font = _font(str(self.fonts[int(rng.integers(len(self.fonts)))]), int(rng.integers(20, 38)))
-        draw = ImageDraw.Draw(canvas)
-        spacing = float(rng.choice([0.0, rng.uniform(0, 0.25), rng.uniform(0.2, 0.8)])) * font.size
-        top = canvas.height // 2 - font.size // 2 + int(rng.integers(-4, 5)) - 4
-        return _draw_spaced(draw, (x, top), text, font, spacing, ink)
-
+    # ---- printed and cut-off layers around the handwriting ---------------------------
     def _render_prefix(self, rng: np.random.Generator, canvas: Image.Image, text: str) -> int:
         font = _printed_font(int(rng.integers(12, 20)))
         draw = ImageDraw.Draw(canvas)
@@ -97,7 +80,7 @@ class Synthesizer:
                 font = _printed_font(int(rng.integers(12, 20)))
                 text = str(rng.choice(NEIGHBOUR_WORDS))
             else:
-                font = _font(str(self.fonts[int(rng.integers(len(self.fonts)))]), int(rng.integers(18, 32)))
+                font = load_font(str(self.fonts[int(rng.integers(len(self.fonts)))]), int(rng.integers(18, 32)))
                 text = self.random_name(rng)
             visible = int(rng.integers(3, max(4, font.size // 2)))
             y = -font.size + visible if edge == "top" else canvas.height - visible
@@ -125,7 +108,7 @@ class Synthesizer:
         x = int(rng.integers(2, 30))
         if rng.random() < 0.45:
             x = self._render_prefix(rng, canvas, str(rng.choice(PREFIXES))) + int(rng.integers(8, 40))
-        end = self._render_hand(rng, text, canvas, x, int(rng.integers(0, 110))) if text else x
+        end = draw_handwriting(canvas, text, self.fonts, rng, x, int(rng.integers(0, 110))) if text else x
         if rng.random() < 0.2:
             self._guide_line(rng, canvas, 0, max(end, canvas.width // 2))
         self._neighbours(rng, canvas)
@@ -136,7 +119,7 @@ class Synthesizer:
         sep = str(rng.choice(DATE_SEPARATORS))
         text = f"{day}{sep}{month}{sep}{year}"
         canvas = Image.new("L", (int(rng.integers(240, 400)), int(rng.integers(30, 56))), int(rng.integers(215, 256)))
-        end = self._render_hand(rng, text, canvas, int(rng.integers(2, 30)), int(rng.integers(0, 110)))
+        end = draw_handwriting(canvas, text, self.fonts, rng, int(rng.integers(2, 30)), int(rng.integers(0, 110)))
         if rng.random() < 0.4:
             self._guide_line(rng, canvas, 0, max(end, canvas.width // 2))
         self._neighbours(rng, canvas)

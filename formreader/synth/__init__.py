@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from formreader.errors import ConfigError, InputError
+from formreader.synth.fonts import FontNames
 from formreader.synth.forms import FillSettings, FormFiller
 from formreader.synth.formset import FORMATS, SetSpec, write_form_set
-from formreader.synth.handwriting import NAME_SOURCES, CropNames, Digits, FontNames
+from formreader.synth.handwriting import NAME_SOURCES, CropNames, Digits
 from formreader.synth.scan import PRESETS, preset
 from formreader.template import Template
 

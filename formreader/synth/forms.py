@@ -9,10 +9,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from formreader.synth.fonts import FontNames
 from formreader.synth.handwriting import (
     CLASS_VALUES,
     Digits,
-    FontNames,
     Ink,
     random_birth_date,
     write_digits,
