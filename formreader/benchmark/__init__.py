@@ -2,5 +2,6 @@
 
 `sets` loads form sets (truth.csv) and crop sets (Kaggle labels.csv); `runner` reads them with
 the same Scanner/Predictor as `formreader scan`; `metrics` scores; `report` writes JSON, PNG and
-HTML; `tesseract` is the baseline.
+HTML; `tesseract` is the baseline. `alignment` (`python -m formreader.benchmark.alignment`)
+measures registration under degraded scans. Every benchmark of the project lives in this package.
 """

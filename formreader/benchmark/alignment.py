@@ -1,27 +1,26 @@
 """How registration behaves as scans get worse: success rate and field offset per perturbation.
 
-    python benchmarks/alignment_stress.py [--pages 10]
+    python -m formreader.benchmark.alignment [--pages 10]
 
 Draws filled fiche-a forms, perturbs them (rotation, scale, shift, blur, noise, JPEG, resolution)
 and reports, per level, how many pages align, their mean score and the mean pixel error of the
-recovered field boxes (200 dpi template pixels).
+recovered field boxes (200 dpi template pixels). The tests draw their forms with the same `fill`
+and `scan`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from formreader.align import Aligner  # noqa: E402
-from formreader.template import Template  # noqa: E402
-from tests.forms import Scan, fill, scan  # noqa: E402
+from formreader.align import Aligner
+from formreader.paths import shared_root
+from formreader.template import Template
 
 LEVELS = {
     "clean": dict(),
@@ -39,12 +38,63 @@ LEVELS = {
 }
 
 
+def _font(px: int) -> ImageFont.ImageFont:
+    fonts_dir = shared_root() / "fonts"
+    fonts = sorted(fonts_dir.glob("*.ttf")) if fonts_dir.is_dir() else []
+    if fonts:
+        return ImageFont.truetype(str(fonts[0]), px)
+    return ImageFont.load_default(size=px)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--pages", type=int, default=10)
-    args = ap.parse_args()
+def fill(template: Template, values: dict[str, str]) -> np.ndarray:
+    """The template's blank with each value written in its field's box (gray uint8)."""
+    img = Image.fromarray(template.blank.copy())
+    draw = ImageDraw.Draw(img)
+    for spec in template.layout.fields:
+        text = values.get(spec.name, "")
+        if not text:
+            continue
+        x0, y0, x1, y1 = template.mm_rect(spec.value_mm)
+        px = int((y1 - y0) * 0.6)
+        draw.text((x0 + px // 2, y1 - px // 4), text, fill=20, font=_font(px), anchor="ls")
+    return np.asarray(img)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One fixed perturbation (formreader.synth.scan draws random ones from presets instead)."""
+
+    angle: float = 0.0  # degrees
+    scale: float = 1.0
+    shift: tuple[float, float] = (0.0, 0.0)  # fraction of the page
+    blur: int = 0  # kernel size, odd
+    noise: float = 0.0  # gaussian sigma in grey levels
+    jpeg: int = 0  # quality, 0 = none
+    dpi_factor: float = 1.0  # 0.75 = 150 dpi from a 200 dpi page
+
+
+def scan(page: np.ndarray, s: Scan, seed: int = 0) -> np.ndarray:
+    h, w = page.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), s.angle, s.scale)
+    m[:, 2] += (s.shift[0] * w, s.shift[1] * h)
+    out = cv2.warpAffine(page, m, (w, h), borderValue=255)
+    if s.dpi_factor != 1.0:
+        out = cv2.resize(out, None, fx=s.dpi_factor, fy=s.dpi_factor, interpolation=cv2.INTER_AREA)
+    if s.blur:
+        out = cv2.GaussianBlur(out, (s.blur, s.blur), 0)
+    if s.noise:
+        rng = np.random.default_rng(seed)
+        out = np.clip(out + rng.normal(0, s.noise, out.shape), 0, 255).astype(np.uint8)
+    if s.jpeg:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, s.jpeg])
+        out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m formreader.benchmark.alignment", description=__doc__.splitlines()[0])
+    ap.add_argument("--pages", type=int, default=10, help="pages per perturbation level")
+    args = ap.parse_args(argv)
     template = Template.load()
     aligner = Aligner(template)
     names = ["DUPONT", "MARTIN", "LEFEBVRE", "N'DIAYE", "GARCIA-LOPEZ"]

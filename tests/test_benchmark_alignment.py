@@ -1,0 +1,14 @@
+"""`python -m formreader.benchmark.alignment`: one row per perturbation, clean pages align exactly."""
+
+from __future__ import annotations
+
+from formreader.benchmark.alignment import LEVELS, main
+
+
+def test_alignment_benchmark_prints_a_row_per_perturbation(capsys):
+    main(["--pages", "1"])
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["perturbation", "aligned", "score"]
+    assert [row[:44].rstrip() for row in rows] == list(LEVELS)
+    clean = rows[0][44:].split()
+    assert clean[0] == "1/1" and float(clean[1]) > 0.95 and float(clean[2]) < 1.0  # aligned, score, px error
