@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
+from formreader.errors import FormreaderError
 from formreader.paths import REPO_ROOT, shared_root
+from train import extra
 
 DEFAULT_MODEL = REPO_ROOT / "formreader" / "assets" / "models" / "crnn.onnx"
 
@@ -28,7 +31,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     from train.fit import fit
 
     cfg = load_config(args.config, _overrides(args.set))
-    out = Path(args.out).resolve() if args.out else REPO_ROOT / "runs" / Path(args.config).stem
+    out = Path(args.out).resolve() if args.out else extra.default_run_folder(Path(args.config).stem)
     fit(cfg, shared_root(args.data_root), out)
 
 
@@ -63,7 +66,7 @@ def cmd_pack(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train")
-    parser.add_argument("--data-root", default=None, help="shared data folder (default: $FORMREADER_SHARED or ../shared)")
+    parser.add_argument("--data-root", default=None, help="shared data folder (default: $FORMREADER_SHARED, else `shared` beside the source checkout)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fit", help="train (resumes from --out/last.keras)")
@@ -100,7 +103,24 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args.func(args)
+    try:
+        extra.check_extra(args.command)
+        extra.check_data_root(args.command, shared_root(args.data_root))
+        args.func(args)
+    except ModuleNotFoundError as exc:
+        if not extra.is_extra_module(exc.name):
+            raise
+        _fail(parser, args, extra.missing_extra_message([exc.name]))
+    except FileNotFoundError as exc:
+        _fail(parser, args, extra.file_not_found_message(exc, shared_root(args.data_root), getattr(args, "config", None)))
+    except (extra.TrainUsageError, FormreaderError) as exc:
+        _fail(parser, args, str(exc))
+
+
+def _fail(parser: argparse.ArgumentParser, args: argparse.Namespace, message: str) -> None:
+    """Problems the user fixes end here: a message, exit code 2, no traceback."""
+    print(f"{parser.prog} {args.command}: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 if __name__ == "__main__":
