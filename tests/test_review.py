@@ -11,6 +11,8 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -97,8 +99,11 @@ def test_review_page_holds_the_doubtful_fields_lowest_confidence_first(scanned, 
         if b"\xe9" not in file_bytes:  # a UTF-8 name is the attribute itself, quotes and newline included
             assert s["data-file"] == row["file"]
         assert s["value"] == s["data-original"] == shown(row, field)
-        crop = crop_path(scanned["crops"], row["file"], p, field)
-        assert s["img"] == "data:image/png;base64," + base64.b64encode(crop.read_bytes()).decode()
+        crop = cv2.imread(str(crop_path(scanned["crops"], row["file"], p, field)), cv2.IMREAD_GRAYSCALE)
+        mime, data = s["img"].removeprefix("data:").split(";base64,")
+        shown_crop = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert mime in ("image/jpeg", "image/png") and shown_crop.shape == crop.shape
+        assert np.abs(shown_crop.astype(int) - crop).mean() < 2  # the field's own crop, barely recompressed
     text = out.read_text(encoding="utf-8")
     assert page.scripts == 1 and "<img src=x" not in text  # the markup in a file name stays text
     assert "default-src 'none'" in page.csp and "http://" not in text and "https://" not in text
