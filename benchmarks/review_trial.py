@@ -58,7 +58,7 @@ def formreader(*args: str) -> None:
 def add_alternatives(results: Path, crops: Path, kinds: dict[str, str], width: int = 5) -> None:
     """Runner-up readings of the shipped model for every field (what the ensemble branch writes in scan)."""
     predictor = load_predictor()
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8", errors="surrogateescape").splitlines()]
+    rows = [json.loads(line) for line in results.read_text(encoding="utf-8", errors="surrogateescape").split("\n") if line]
     alphabet = predictor.post_processor.alphabet
     for row in rows:
         for name, kind in kinds.items():
@@ -161,7 +161,7 @@ def main() -> None:
 
     table = pd.read_csv(forms / "truth.csv", dtype=str, keep_default_na=False)
     truth = {(str(forms / r["FILE"]), int(r["PAGE"])): {k: r[k] for k in kinds} for _, r in table.iterrows()}
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(line) for line in results.read_text(encoding="utf-8", errors="surrogateescape").split("\n") if line]
     driver = browser.start(downloads, 1280, 1000)
     try:
         driver.get(page.as_uri())

@@ -47,7 +47,8 @@ class ApplySummary:
 def read_corrections(path: Path) -> list[Correction]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig", errors="surrogateescape")
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:  # keep a \r in a cell
+            text = fh.read()
     except OSError as exc:
         raise InputError(f"{path}: cannot read corrections ({exc.strerror or exc})") from exc
     reader = csv.reader(io.StringIO(text, newline=""))

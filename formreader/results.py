@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from formreader.errors import InputError
-from formreader.writers import output_format
+from formreader.writers import FORMULA_START, output_format
 
 CONFIDENCE = "_confidence"
 KEY_COLUMNS = ("file", "page")
@@ -45,7 +45,8 @@ def read_results(path: Path) -> Results:
     path = Path(path)
     fmt = output_format(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:  # keep a \r in a cell
+            text = fh.read()
     except OSError as exc:
         raise InputError(f"{path}: cannot read results ({exc.strerror or exc})") from exc
     try:
@@ -73,7 +74,7 @@ def _parse(text: str, fmt: str) -> tuple[list[str], list[dict[str, object]]]:
         if not isinstance(rows, list):
             raise ValueError("expected a list of rows")
     else:
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = [json.loads(line) for line in text.split("\n") if line.strip()]  # not splitlines: U+2028 is no line end here
     if not all(isinstance(r, dict) for r in rows):
         raise ValueError("every row must be an object")
     columns: dict[str, None] = {}
@@ -83,8 +84,12 @@ def _parse(text: str, fmt: str) -> tuple[list[str], list[dict[str, object]]]:
 
 
 def _typed(row: dict[str, object]) -> dict[str, object]:
-    """CSV cells of the columns scan writes as numbers or booleans, back to those types."""
+    """CSV cells as scan meant them: numbers and booleans typed again, formula-looking text without
+    the `'` the CSV writer put before it against CSV injection (`'=x.png` is the file `=x.png`:
+    crops are found by the real name, and writing the row as CSV again puts the `'` back)."""
     for col, value in row.items():
+        if isinstance(value, str) and value[:1] == "'" and value[1:].startswith(FORMULA_START):
+            row[col] = value = value[1:]
         if col.endswith(CONFIDENCE) or col == "alignment":
             try:
                 row[col] = float(value)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from formreader.errors import ConfigError
 from formreader.records import PageRecord
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV injection"
 
 
 def output_format(path: Path) -> str:
@@ -29,14 +30,14 @@ def rows(records: Iterable[PageRecord], field_names: list[str]) -> list[dict[str
 
 def render(records: Iterable[PageRecord], field_names: list[str], fmt: str) -> str:
     columns = list(PageRecord(file="", page=0).row(field_names))
-    return render_rows(rows(records, field_names), columns, fmt)
+    return render_rows(rows(records, field_names), fmt, columns)
 
 
-def render_rows(table: list[dict[str, object]], columns: list[str], fmt: str) -> str:
+def render_rows(table: list[dict[str, object]], fmt: str, column_names: list[str]) -> str:
     """Rows (dicts in column order) as CSV, JSON or JSONL text; `apply` writes edited rows through this."""
     if fmt == "csv":
         # object dtype: pandas' Arrow strings refuse a file name that is not UTF-8 (a surrogate)
-        return pd.DataFrame(table, columns=columns, dtype=object).to_csv(index=False)
+        return pd.DataFrame(table, columns=column_names, dtype=object).to_csv(index=False)
     if fmt == "json":
         return json.dumps(table, ensure_ascii=False, indent=1) + "\n"
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table)
@@ -71,5 +72,5 @@ def write_records(path: Path, records: Iterable[PageRecord], field_names: list[s
     atomic_write_text(path, render(records, field_names, output_format(path)))
 
 
-def write_rows(path: Path, table: list[dict[str, object]], columns: list[str]) -> None:
-    atomic_write_text(path, render_rows(table, columns, output_format(path)))
+def write_rows(path: Path, table: list[dict[str, object]], column_names: list[str]) -> None:
+    atomic_write_text(path, render_rows(table, output_format(path), column_names))

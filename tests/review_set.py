@@ -17,7 +17,7 @@ from tests.forms import Scan, fill, scan
 ODD_NAMES = [
     b'a "quoted", name.png',
     b"new\nline.png",
-    b"<img src=x onerror=window.pwned=1> &amp; 'x'.png",
+    b"<img src=x onerror=window.pwned=1> &amp; 'x'\xe2\x80\xa8.png",  # U+2028 ends a line for str.splitlines
     b"latin1-\xe9t\xe9.png",
 ]
 VALUES = [

@@ -36,7 +36,7 @@ def scanned(tmp_path_factory) -> dict:
 
 
 def jsonl_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8", errors="surrogateescape").split("\n") if line]
 
 
 def csv_rows(path: Path) -> list[list[str]]:
@@ -220,3 +220,18 @@ def test_apply_jsonl_to_json_keeps_types_and_updates_raw(scanned, tmp_path: Path
                    {k: v for k, v in before.items() if not k.startswith("NOM") and k != "needs_review"}
         else:
             assert after == {**before, "corrected": ""}
+
+
+def test_results_read_back_as_scan_meant_them(tmp_path: Path):
+    """Types restored; the `'` a CSV writer puts before formula-looking text (CSV injection) removed."""
+    from formreader.results import read_results
+
+    path = tmp_path / "r.csv"
+    path.write_bytes(b'file,page,NOM,DATE,NOM_confidence,DATE_confidence,needs_review,alignment,error\r\n'
+                     b"'=x.png,2,'-DUPONT,'+12/03,0.5,0.25,True,0.9,\r\n"
+                     b'"a\r\nb\xe9.png",1,\xe2\x80\xa8O\'NEIL,2011-03-12,1.0,1.0,False,1.0,oops\r\n')
+    results = read_results(path)
+    assert results.field_names == ["NOM", "DATE"]
+    assert results.rows[0] == {"file": "=x.png", "page": 2, "NOM": "-DUPONT", "DATE": "+12/03", "NOM_confidence": 0.5,
+                               "DATE_confidence": 0.25, "needs_review": True, "alignment": 0.9, "error": ""}
+    assert os.fsencode(results.rows[1]["file"]) == b"a\r\nb\xe9.png" and results.rows[1]["NOM"] == "\u2028O'NEIL"

@@ -43,7 +43,7 @@ def test_correct_by_keyboard_export_and_apply(chromium, tmp_path: Path):
 
     driver, downloads = chromium
     results, crops, _ = make_set(tmp_path)
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8", errors="surrogateescape").splitlines()]
+    rows = [json.loads(line) for line in results.read_text(encoding="utf-8", errors="surrogateescape").split("\n") if line]
     by_name = {os.fsencode(r["file"]).rsplit(b"/", 1)[-1]: r for r in rows}
     newline, latin1, quoted = by_name[b"new\nline.png"], by_name[b"latin1-\xe9t\xe9.png"], by_name[b'a "quoted", name.png']
     newline["NOM_alternatives"] = ["ALTERNATIF", newline["NOM"]]  # as the ensemble writes them
