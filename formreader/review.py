@@ -62,8 +62,9 @@ def select_items(results: Results, crops_dir: Path, kinds: dict[str, str], revie
                  include_all: bool = False) -> ReviewSet:
     """Fields to review, doubtful ones first (needs_review pages, lowest confidence first).
 
-    By default: the doubtful fields of pages that need review (every field of such a page when
-    none is doubtful by this threshold, so no flagged page is skipped). `include_all`: every field.
+    By default: the doubtful fields by this threshold (with scan's threshold, those that set
+    needs_review), and every field of a flagged page where none is doubtful by this threshold, so
+    no flagged page is skipped. `include_all`: every field of every readable page.
     """
     items, errors = [], []
     for row in results.rows:
@@ -74,7 +75,7 @@ def select_items(results: Results, crops_dir: Path, kinds: dict[str, str], revie
         fields = [_item(row, name, kinds.get(name, "text"), review_threshold, page_review, crops_dir)
                   for name in results.field_names]
         if not include_all:
-            fields = ([f for f in fields if f.doubtful] or fields) if page_review else []
+            fields = [f for f in fields if f.doubtful] or (fields if page_review else [])
         items.extend(fields)
     order = {name: i for i, name in enumerate(results.field_names)}
     items.sort(key=lambda it: (not it.doubtful, not it.page_review, it.confidence, it.file, it.page, order[it.field]))

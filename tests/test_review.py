@@ -235,3 +235,25 @@ def test_results_read_back_as_scan_meant_them(tmp_path: Path):
     assert results.rows[0] == {"file": "=x.png", "page": 2, "NOM": "-DUPONT", "DATE": "+12/03", "NOM_confidence": 0.5,
                                "DATE_confidence": 0.25, "needs_review": True, "alignment": 0.9, "error": ""}
     assert os.fsencode(results.rows[1]["file"]) == b"a\r\nb\xe9.png" and results.rows[1]["NOM"] == "\u2028O'NEIL"
+
+
+def test_review_threshold_picks_the_fields(scanned, tmp_path: Path):
+    """Doubtful fields by the review threshold on any page; a flagged page with none doubtful shows all its fields."""
+    rows = jsonl_rows(scanned["jsonl"])
+    readable = [r for r in rows if not r["error"]]
+    readable[0]["needs_review"] = False  # e.g. scanned with a laxer threshold than this review's
+    results = tmp_path / "mixed.jsonl"
+    results.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8", "surrogateescape"))
+    strict = review(scanned, tmp_path / "strict.html", results=results)
+    keys = {(base64.b64decode(s["data-file-bytes"]), s["data-field"]) for s in strict.sections}
+    assert {f for b, f in keys if b == os.fsencode(readable[0]["file"])} == {
+        f for f in FIELDS if readable[0][f + "_confidence"] < float(STRICT)}
+    run = runner.invoke(app, ["review", str(results), "--crops", str(scanned["crops"]), "--out", str(tmp_path / "lax.html"),
+                              "--review-threshold", "0"])
+    assert run.exit_code == 0, run.output
+    lax = Page((tmp_path / "lax.html").read_text(encoding="utf-8"))
+    expected = 0
+    for r in readable:  # nothing is below 0: a date scan could not read is still doubtful, else a flagged page shows all
+        bad_dates = int(bool(r["DATE"]) and not ISO.match(r["DATE"]))
+        expected += bad_dates or (len(FIELDS) if r["needs_review"] else 0)
+    assert len(lax.sections) == expected and expected >= 2 * len(FIELDS)
