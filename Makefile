@@ -5,12 +5,12 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := poppler-utils libgl1 libglib2.0-0 tesseract-ocr tesseract-ocr-fra python3-venv
+APT_PACKAGES := poppler-utils libgl1 libglib2.0-0 tesseract-ocr tesseract-ocr-fra python3-venv chromium chromium-driver
 
 .PHONY: demo test system venv install install-dev clean
 
 system:
-	@if ! command -v pdftoppm >/dev/null || ! command -v tesseract >/dev/null; then \
+	@if ! command -v pdftoppm >/dev/null || ! command -v tesseract >/dev/null || ! command -v chromedriver >/dev/null; then \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
 
 $(PY):

@@ -148,6 +148,70 @@ def template_show(template: TemplateOpt = None) -> None:
         typer.echo(f"  {f.name:<12} {f.kind:<5} box_mm={list(f.value_mm)} label={f.label!r}")
 
 
+@app.command()
+def review(
+    results: Annotated[Path, typer.Argument(help="Results of `scan ... --crops DIR` (.csv, .json or .jsonl).", exists=True, dir_okay=False)],
+    crops: Annotated[Path, typer.Option("--crops", help="The crops folder of that scan.", exists=True, file_okay=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The review page to write (.html, self-contained).", dir_okay=False)],
+    all_fields: Annotated[bool, typer.Option("--all", help="Every field of every readable page, not only the doubtful ones.")] = False,
+    config: ConfigOpt = None,
+    template: TemplateOpt = None,
+    review_threshold: ReviewOpt = None,
+) -> None:
+    """Write one HTML page to check and correct the doubtful fields by keyboard, crop beside value.
+
+    Doubtful fields come first (pages that need review, lowest confidence first). In the page:
+    Enter accepts a value and moves on, typing corrects it, Tab/arrows move, Alt+1..9 takes an
+    alternative, and Export (Ctrl+S) downloads corrections.csv (file,page,field,value) with every
+    field you confirmed or changed. Opens from disk: no server, no network.
+
+    Examples:
+
+        formreader scan ./scans --out results.csv --crops ./crops
+
+        formreader review results.csv --crops ./crops --out review.html
+
+        formreader review results.jsonl --crops ./crops --out review.html --all
+    """
+    from formreader.commands.review import run_review
+
+    try:
+        cfg = _config(config, template=template, review_threshold=review_threshold)
+        run_review(results, crops, out, cfg, all_fields, console=err)
+    except FormreaderError as exc:
+        raise _fail(exc)
+
+
+@app.command("apply")
+def apply_cmd(
+    results: Annotated[Path, typer.Argument(help="Results of `scan` (.csv, .json or .jsonl).", exists=True, dir_okay=False)],
+    corrections: Annotated[Path, typer.Argument(help="corrections.csv exported by the review page (file,page,field,value).", exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Final results: .csv, .json or .jsonl.", dir_okay=False)],
+    config: ConfigOpt = None,
+    template: TemplateOpt = None,
+    review_threshold: ReviewOpt = None,
+) -> None:
+    """Write the results with a reviewer's corrections applied.
+
+    Corrected values are normalized and validated as scan does (names upper-case, dates ISO),
+    get confidence 1.0 and stop flagging their page; `needs_review` stays true while the page has
+    an error or other doubtful fields. A `corrected` column lists the fields whose value changed.
+    Every other value is written as read. A correction naming an unknown row or field is an error
+    (exit 2, nothing written).
+
+    Example:
+
+        formreader apply results.csv corrections.csv --out final.csv
+    """
+    from formreader.commands.review import run_apply
+
+    try:
+        cfg = _config(config, template=template, review_threshold=review_threshold)
+        run_apply(results, corrections, out, cfg, console=err)
+    except FormreaderError as exc:
+        raise _fail(exc)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -14,6 +14,7 @@ from formreader.errors import ConfigError
 from formreader.records import PageRecord
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV injection"
 
 
 def output_format(path: Path) -> str:
@@ -28,10 +29,15 @@ def rows(records: Iterable[PageRecord], field_names: list[str]) -> list[dict[str
 
 
 def render(records: Iterable[PageRecord], field_names: list[str], fmt: str) -> str:
-    table = rows(records, field_names)
+    columns = list(PageRecord(file="", page=0).row(field_names))
+    return render_rows(rows(records, field_names), fmt, columns)
+
+
+def render_rows(table: list[dict[str, object]], fmt: str, column_names: list[str]) -> str:
+    """Rows (dicts in column order) as CSV, JSON or JSONL text; `apply` writes edited rows through this."""
     if fmt == "csv":
-        columns = list(PageRecord(file="", page=0).row(field_names))
-        return pd.DataFrame(table, columns=columns).to_csv(index=False)
+        # object dtype: pandas' Arrow strings refuse a file name that is not UTF-8 (a surrogate)
+        return pd.DataFrame(table, columns=column_names, dtype=object).to_csv(index=False)
     if fmt == "json":
         return json.dumps(table, ensure_ascii=False, indent=1) + "\n"
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table)
@@ -44,7 +50,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        # surrogateescape: a file name that is not UTF-8 is written as its own bytes and reads back
+        # identical (crop_path hashes those bytes), instead of failing the whole batch.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -62,3 +70,7 @@ def _umask() -> int:
 
 def write_records(path: Path, records: Iterable[PageRecord], field_names: list[str]) -> None:
     atomic_write_text(path, render(records, field_names, output_format(path)))
+
+
+def write_rows(path: Path, table: list[dict[str, object]], column_names: list[str]) -> None:
+    atomic_write_text(path, render_rows(table, output_format(path), column_names))

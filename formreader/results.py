@@ -1,0 +1,100 @@
+"""Read back the rows `scan` wrote (CSV, JSON or JSONL), for `review` and `apply`.
+
+Values come back as scan wrote them: CSV cells stay the exact strings of the file, except the
+columns scan itself typed (page, confidences, alignment, needs_review), which are turned back into
+numbers and booleans so a CSV can be re-written as JSON and still say `0.91`, not `"0.91"`.
+Files are decoded with `surrogateescape`, so a file name that is not UTF-8 comes back identical.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from formreader.errors import InputError
+from formreader.writers import FORMULA_START, output_format
+
+CONFIDENCE = "_confidence"
+KEY_COLUMNS = ("file", "page")
+
+
+@dataclass
+class Results:
+    path: Path
+    columns: list[str]  # in file order
+    rows: list[dict[str, object]]  # each in column order
+
+    @property
+    def field_names(self) -> list[str]:
+        """Field columns (NOM, PRENOM, ...): those with a `<FIELD>_confidence` column beside them."""
+        return [c for c in self.columns if c + CONFIDENCE in self.columns]
+
+    def index(self) -> dict[tuple[str, int], dict[str, object]]:
+        """Rows by (file, page): the key corrections and crops refer to."""
+        return {row_key(r): r for r in self.rows}
+
+
+def row_key(row: dict[str, object]) -> tuple[str, int]:
+    return str(row["file"]), int(row["page"])  # type: ignore[arg-type]
+
+
+def read_results(path: Path) -> Results:
+    path = Path(path)
+    fmt = output_format(path)
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:  # keep a \r in a cell
+            text = fh.read()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read results ({exc.strerror or exc})") from exc
+    try:
+        columns, rows = _parse(text, fmt)
+    except (ValueError, csv.Error) as exc:
+        raise InputError(f"{path}: not a {fmt.upper()} file of scan results ({exc})") from exc
+    missing = [c for c in KEY_COLUMNS if c not in columns]
+    if missing:
+        raise InputError(f"{path}: no {' or '.join(missing)} column: is this the output of `formreader scan`?")
+    for n, row in enumerate(rows, start=1):
+        try:
+            row["page"] = int(row["page"])  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: row {n}: page {row.get('page')!r} is not a number") from None
+    return Results(path, columns, rows)
+
+
+def _parse(text: str, fmt: str) -> tuple[list[str], list[dict[str, object]]]:
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # only \r and \n end a line
+        columns = list(reader.fieldnames or [])
+        return columns, [_typed({c: row.get(c) or "" for c in columns}) for row in reader]
+    if fmt == "json":
+        rows = json.loads(text)
+        if not isinstance(rows, list):
+            raise ValueError("expected a list of rows")
+    else:
+        rows = [json.loads(line) for line in text.split("\n") if line.strip()]  # not splitlines: U+2028 is no line end here
+    if not all(isinstance(r, dict) for r in rows):
+        raise ValueError("every row must be an object")
+    columns: dict[str, None] = {}
+    for r in rows:
+        columns.update(dict.fromkeys(r))
+    return list(columns), [{c: r.get(c, "") for c in columns} for r in rows]
+
+
+def _typed(row: dict[str, object]) -> dict[str, object]:
+    """CSV cells as scan meant them: numbers and booleans typed again, formula-looking text without
+    the `'` the CSV writer put before it against CSV injection (`'=x.png` is the file `=x.png`:
+    crops are found by the real name, and writing the row as CSV again puts the `'` back)."""
+    for col, value in row.items():
+        if isinstance(value, str) and value[:1] == "'" and value[1:].startswith(FORMULA_START):
+            row[col] = value = value[1:]
+        if col.endswith(CONFIDENCE) or col == "alignment":
+            try:
+                row[col] = float(value)  # type: ignore[arg-type]
+            except ValueError:
+                pass
+        elif col == "needs_review" and value in ("True", "False"):
+            row[col] = value == "True"
+    return row
