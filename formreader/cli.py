@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from formreader.errors import FormreaderError
 
@@ -37,7 +38,7 @@ LexiconOpt = Annotated[Optional[Path], typer.Option("--lexicon", help="Names lis
 
 
 def _fail(exc: FormreaderError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")  # messages quote [x, y] lists: not markup
     return typer.Exit(EXIT_USAGE)
 
 
