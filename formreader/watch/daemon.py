@@ -58,6 +58,7 @@ from formreader.watch.workers import Workers
 
 log = logging.getLogger("formreader.watch")
 RETRY_WRITE_S = 10.0
+REQUEUE_EVERY_S = 2.0  # how often failed/ files are checked for late writes (one stat each)
 
 
 @dataclass(frozen=True)
@@ -185,16 +186,17 @@ class WatchDaemon:
         # Without events, the listing is the only way to see new files: do it often.
         rescan = self.s.rescan if observer is not None else min(self.s.rescan, self.s.poll or 2.0)
         pool = Workers(self.s.workers)
-        next_rescan = 0.0
+        next_rescan = next_requeue = 0.0
         try:
             while not self.abort.is_set():
                 now = time.monotonic()
                 if now >= next_rescan:
                     for path in list_inbox(self.s.inbox, regular_only=False):
                         self._events.put(path)
-                    if not self.stop.is_set():
-                        self._requeue_changed_failures()
                     next_rescan = now + rescan
+                if now >= next_requeue and not self.stop.is_set():
+                    self._requeue_changed_failures()
+                    next_requeue = now + REQUEUE_EVERY_S
                 if not self.stop.is_set():
                     self._discover(now, pool)
                 else:

@@ -182,8 +182,10 @@ class Ledger:
         with self._transaction():
             self.db.executemany("UPDATE files SET moved = 1, dest_sig = ? WHERE hash = ?", [(sigs.get(d, ""), d) for d in digests])
 
-    def watched_failures(self) -> list[Entry]:
-        rows = self.db.execute("SELECT * FROM files WHERE status = 'failed' AND moved = 1 AND dest_sig != ''").fetchall()
+    def watched_failures(self, days: float = 7.0) -> list[Entry]:
+        """Failed files of the last `days`, moved to failed/, whose later changes are watched."""
+        rows = self.db.execute("SELECT * FROM files WHERE status = 'failed' AND moved = 1 AND dest_sig != '' "
+                               "AND finished >= ?", (time.time() - days * 86400,)).fetchall()
         return [_entry(r) for r in rows]
 
     def unwatch(self, digest: str) -> None:
