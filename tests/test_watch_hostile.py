@@ -9,7 +9,6 @@ in flight.
 from __future__ import annotations
 
 import ctypes
-import io
 import os
 import signal
 import socket
@@ -18,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from formreader.watch.ledger import Ledger
 from tests.watch_helpers import (
     FormMaker,
     drop,
+    long_pdf,
     read_rows,
     settled_names,
     small_template,
@@ -171,18 +170,10 @@ def test_crashes_are_blamed_on_the_file_that_causes_them(tmp_path, maker, tiny_m
     assert _processing(inbox / ".formreader") == 0
 
 
-def _pdf(pages: int) -> bytes:
-    """A long PDF of A4 pages (small to store, slow to render at 200 dpi)."""
-    image = Image.new("1", (83, 117), 1)  # 83 x 117 px at 10 dpi = A4
-    out = io.BytesIO()
-    image.save(out, format="PDF", save_all=True, append_images=[image] * (pages - 1), resolution=10)
-    return out.getvalue()
-
-
 def test_signals_are_honoured_within_seconds_with_a_300_page_pdf_in_flight(tmp_path, maker, tiny_model):
     inbox, out, log = tmp_path / "inbox", tmp_path / "rows.jsonl", tmp_path / "daemon.log"
     inbox.mkdir()
-    drop(inbox, "long.pdf", _pdf(300))
+    drop(inbox, "long.pdf", long_pdf(300))
     cmd = watch_command(inbox, out, maker.template_dir, tiny_model, *FAST, "--workers", "1")
     # Two signals: the second stops at once.
     proc = start_daemon(cmd, log)
