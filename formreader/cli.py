@@ -165,7 +165,7 @@ def watch(
     latency: Annotated[float, typer.Option("--latency", help="Longest a file waits for others to fill a recognizer batch (seconds).", min=0.0)] = 2.0,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="A file that crashed the daemon this many times while read alone is failed (after a crash, files in flight are retried one at a time).", min=1)] = 5,
     empty_grace: Annotated[float, typer.Option("--empty-grace", help="Seconds an empty (0-byte) file waits for its writer before it is failed.", min=0.0)] = 60.0,
-    stop_grace: Annotated[float, typer.Option("--stop-grace", help="First SIGTERM/SIGINT: seconds files in flight get to finish; the rest wait for the next start.", min=0.0)] = 20.0,
+    stop_grace: Annotated[float, typer.Option("--stop-grace", help="First SIGTERM/SIGINT: seconds files in flight get to finish; the rest wait for the next start.", min=0.0)] = 10.0,
     once: Annotated[bool, typer.Option("--once", help="Process what is in the inbox, then exit (cron).")] = False,
     status: Annotated[bool, typer.Option("--status", help="Print done/failed/pending counts and throughput for --state (or INBOX/.formreader), then exit.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Threads reading and aligning files.", min=1)] = None,

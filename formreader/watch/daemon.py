@@ -75,7 +75,7 @@ class WatchSettings:
     tick: float = 0.2  # how often settling files are re-checked
     max_attempts: int = 5  # a file that crashed the daemon this many times, processed alone, is failed
     empty_grace: float = 60.0  # an empty file waits this long for its writer before it is failed
-    stop_grace: float = 20.0  # first signal: files still being read after this long are left for the next start
+    stop_grace: float = 10.0  # first signal: files still being read after this long are left for the next start
     read_tries: int = 3  # a file that cannot be opened (permissions) is failed after this many tries
     workers: int = 2
     once: bool = False  # exit when the inbox is empty and nothing is in flight (cron, tests)
