@@ -38,7 +38,7 @@ LexiconOpt = Annotated[Optional[Path], typer.Option("--lexicon", help="Names lis
 
 
 def _fail(exc: FormreaderError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}")  # messages quote [x, y] lists: not markup
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # messages quote [x, y] lists: not markup
     return typer.Exit(EXIT_USAGE)
 
 

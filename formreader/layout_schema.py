@@ -34,7 +34,7 @@ class FieldModel(BaseModel):
     label: str = ""
     label_mm: tuple[Coordinate, Coordinate] = (0.0, 0.0)
     value_mm: tuple[Coordinate, Coordinate, Size, Size]  # x, y, width, height of the handwriting box
-    kind: Literal["text", "name", "date", "digits"] = "text"
+    kind: Literal[FIELD_KINDS] = "text"  # type: ignore[valid-type]
     underline: bool = False
     box: bool = False
     slashes_mm: list[Coordinate] = []  # printed separators, from the box's left edge

@@ -82,7 +82,8 @@ def run_soak(n_files: int, root: Path, model: Path, template_dir: Path, workers:
         pages.update({"huge-300p.pdf": 300, "huge-59mp.png": 1})
     for name, data in preload:
         drop(inbox, name, data)
-    cmd = watch_command(inbox, out, template_dir, model, "--settle", "0.5", "--latency", "1", "--workers", str(workers))
+    cmd = watch_command(inbox, out, template_dir, model, "--settle", "0.5", "--latency", "1", "--workers", str(workers),
+                        "--empty-grace", "1")
     proc = start_daemon(cmd, log)
     ps = psutil.Process(proc.pid)
     while "watching" not in (log.read_text() if log.exists() else ""):

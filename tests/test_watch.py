@@ -36,7 +36,7 @@ from tests.watch_helpers import (
     watch_command,
 )
 
-FAST = {"settle": 0.4, "latency": 0.5, "tick": 0.05, "rescan": 2.0, "workers": 2}
+FAST = {"settle": 0.4, "latency": 0.5, "tick": 0.05, "rescan": 2.0, "workers": 2, "empty_grace": 0.5}
 
 
 @pytest.fixture(scope="module")
