@@ -230,9 +230,10 @@ class WatchDaemon:
 
     def _abandon(self, jobs: list[_Job], why: str) -> None:
         """Uncommitted files go back to 'never seen': no row was written for them, and a clean stop
-        is not a crash, so they are neither blamed nor suspected at the next start."""
+        is not a crash, so they are neither blamed nor suspected at the next start (a file already
+        blamed for earlier crashes keeps that count)."""
         for job in jobs:
-            self.ledger.release(job.digest)
+            self.ledger.release(job.digest, keep_blame=True)
             self._jobs.pop(job.digest, None)
             log.warning("%s: left in the inbox (%s); it is read at the next start", display(job.path.name), why)
 

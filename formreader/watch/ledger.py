@@ -148,10 +148,18 @@ class Ledger:
             self.db.execute("UPDATE files SET solo = 0 WHERE status = 'processing'")
         return self.in_flight()
 
-    def release(self, digest: str) -> None:
-        """Forget an uncommitted claim (the file changed or vanished before its rows were written)."""
+    def release(self, digest: str, keep_blame: bool = False) -> None:
+        """Forget an uncommitted claim (the file changed or vanished before its rows were written).
+
+        `keep_blame` (a file left behind at a stop): a file already blamed for crashes keeps its
+        count, as a suspect that is not blamed for this stop; the others are simply forgotten.
+        """
         with self._transaction():
-            self.db.execute("DELETE FROM files WHERE hash = ? AND status = 'processing'", (digest,))
+            if keep_blame:
+                self.db.execute("UPDATE files SET solo = 0 WHERE hash = ? AND status = 'processing' AND crashes > 0", (digest,))
+                self.db.execute("DELETE FROM files WHERE hash = ? AND status = 'processing' AND crashes = 0", (digest,))
+            else:
+                self.db.execute("DELETE FROM files WHERE hash = ? AND status = 'processing'", (digest,))
 
     def in_flight(self) -> list[Entry]:
         return [_entry(r) for r in self.db.execute("SELECT * FROM files WHERE status = 'processing'").fetchall()]
