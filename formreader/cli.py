@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from formreader.errors import FormreaderError
 
@@ -37,7 +38,7 @@ LexiconOpt = Annotated[Optional[Path], typer.Option("--lexicon", help="Names lis
 
 
 def _fail(exc: FormreaderError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # messages quote [x, y] lists: not markup
     return typer.Exit(EXIT_USAGE)
 
 
@@ -226,12 +227,15 @@ def watch(
     poll: Annotated[Optional[float], typer.Option("--poll", help="Poll the folder every SECONDS instead of using filesystem events (network shares).", min=0.05)] = None,
     settle: Annotated[float, typer.Option("--settle", help="Seconds a file's size and mtime must stay unchanged before it is read.", min=0.0)] = 3.0,
     latency: Annotated[float, typer.Option("--latency", help="Longest a file waits for others to fill a recognizer batch (seconds).", min=0.0)] = 2.0,
-    max_attempts: Annotated[int, typer.Option("--max-attempts", help="A file in flight at this many crashes is failed instead of retried.", min=1)] = 5,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", help="A file that crashed the daemon this many times while read alone is failed (after a crash, files in flight are retried one at a time).", min=1)] = 5,
+    empty_grace: Annotated[float, typer.Option("--empty-grace", help="Seconds an empty (0-byte) file waits for its writer before it is failed.", min=0.0)] = 60.0,
+    stop_grace: Annotated[float, typer.Option("--stop-grace", help="First SIGTERM/SIGINT: seconds files in flight get to finish; the rest wait for the next start.", min=0.0)] = 10.0,
     once: Annotated[bool, typer.Option("--once", help="Process what is in the inbox, then exit (cron).")] = False,
     status: Annotated[bool, typer.Option("--status", help="Print done/failed/pending counts and throughput for --state (or INBOX/.formreader), then exit.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Threads reading and aligning files.", min=1)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     fault_pause: Annotated[float, typer.Option("--fault-pause", hidden=True, help="Crash tests: pause inside the commit path.")] = 0.0,
+    fault_crash_on: Annotated[str, typer.Option("--fault-crash-on", hidden=True, help="Crash tests: kill -9 the daemon when it reads a file whose name contains this.")] = "",
     config: ConfigOpt = None,
     template: TemplateOpt = None,
     model: ModelOpt = None,
@@ -270,8 +274,9 @@ def watch(
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
                       decoder=decoder, lexicon=lexicon, workers=workers)
         settings = WatchSettings.for_inbox(inbox, out, state, done, failed, settle=settle, poll=poll, latency=latency,
-                                           max_attempts=max_attempts, workers=cfg.workers, once=once,
-                                           fault_pause=fault_pause)
+                                           max_attempts=max_attempts, empty_grace=empty_grace, stop_grace=stop_grace,
+                                           workers=cfg.workers, once=once, fault_pause=fault_pause,
+                                           fault_crash_on=fault_crash_on)
         run_watch(settings, cfg)
     except FormreaderError as exc:
         raise _fail(exc)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from formreader.errors import TemplateError
+from formreader.layout_schema import FieldModel, LayoutModel, validate_layout, validate_template_file
 
 TEMPLATE_FILE = "template.json"
 BLANK_FILE = "blank.png"
@@ -29,25 +30,16 @@ class FieldSpec:
     label: str
     label_mm: tuple[float, float]
     value_mm: tuple[float, float, float, float]  # x, y, w, h of the handwriting box
-    kind: str = "text"  # "text" or "date"
+    kind: str = "text"  # one of layout_schema.FIELD_KINDS
     underline: bool = False
     box: bool = False
     slashes_mm: tuple[float, ...] = ()
     fill: bool = True
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "FieldSpec":
-        return cls(
-            name=str(raw["name"]),
-            label=str(raw.get("label", "")),
-            label_mm=tuple(raw.get("label_mm", (0.0, 0.0))),
-            value_mm=tuple(float(v) for v in raw["value_mm"]),
-            kind="date" if raw.get("kind") == "date" else "text",
-            underline=bool(raw.get("underline", False)),
-            box=bool(raw.get("box", False)),
-            slashes_mm=tuple(float(v) for v in raw.get("slashes_mm", ())),
-            fill=bool(raw.get("fill", True)),
-        )
+    def from_model(cls, m: FieldModel) -> "FieldSpec":
+        return cls(name=m.name, label=m.label, label_mm=tuple(m.label_mm), value_mm=tuple(m.value_mm), kind=m.kind,
+                   underline=m.underline, box=m.box, slashes_mm=tuple(m.slashes_mm), fill=m.fill)
 
 
 @dataclass(frozen=True)
@@ -63,17 +55,13 @@ class Layout:
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "layout") -> "Layout":
-        try:
-            fields = tuple(FieldSpec.from_dict(f) for f in raw["fields"])
-            page = (float(raw["page_mm"][0]), float(raw["page_mm"][1]))
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise TemplateError(f"{source}: not a valid layout ({exc!r})") from exc
-        if not fields:
-            raise TemplateError(f"{source}: layout has no fields")
-        names = [f.name for f in fields]
-        if len(set(names)) != len(names):
-            raise TemplateError(f"{source}: duplicate field names in {names}")
-        return cls(name=str(raw.get("name", Path(source).stem)), page_mm=page, fields=fields, raw=raw)
+        """Validate a layout (see layout_schema for the rules); TemplateError names each field and rule broken."""
+        return cls.from_model(validate_layout(raw, source), raw, source)
+
+    @classmethod
+    def from_model(cls, m: LayoutModel, raw: dict, source: str = "layout") -> "Layout":
+        fields = tuple(FieldSpec.from_model(f) for f in m.fields)
+        return cls(name=m.name or Path(source).stem, page_mm=tuple(m.page_mm), fields=fields, raw=raw)
 
     @classmethod
     def load(cls, path: Path) -> "Layout":
@@ -133,13 +121,15 @@ class Template:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise TemplateError(f"{meta_path}: cannot read template ({exc})") from exc
-        if meta.get("version") != TEMPLATE_VERSION:
+        if isinstance(meta, dict) and meta.get("version") != TEMPLATE_VERSION:
             raise TemplateError(f"{meta_path}: template version {meta.get('version')}, expected {TEMPLATE_VERSION}")
+        checked = validate_template_file(meta, str(meta_path))
         blank = cv2.imread(str(directory / BLANK_FILE), cv2.IMREAD_GRAYSCALE)
         if blank is None:
             raise TemplateError(f"{directory / BLANK_FILE}: missing or unreadable blank image")
-        layout = Layout.from_dict(meta["layout"], str(meta_path))
-        return cls(layout=layout, blank=blank, dpi=float(meta["dpi"]))
+        layout = Layout.from_model(checked.layout, meta["layout"], str(meta_path))
+        _check_blank_shape(blank, layout, str(directory / BLANK_FILE))
+        return cls(layout=layout, blank=blank, dpi=checked.dpi)
 
 
 def create_template(blank_path: Path, layout_path: Path, dpi: float = 200.0) -> Template:
@@ -153,5 +143,15 @@ def create_template(blank_path: Path, layout_path: Path, dpi: float = 200.0) -> 
         raise TemplateError(f"{blank_path}: cannot read blank form ({cause})")
     blank = pages[0].image
     # The blank's real resolution follows from its pixel width and the layout's page width.
+    _check_blank_shape(blank, layout, str(blank_path))
     px_dpi = blank.shape[1] / layout.page_mm[0] * 25.4
     return Template(layout=layout, blank=blank, dpi=px_dpi)
+
+
+def _check_blank_shape(blank: np.ndarray, layout: Layout, source: str) -> None:
+    """The blank must have the page's proportions, or the millimetre boxes land elsewhere on it."""
+    h, w = blank.shape[:2]
+    page_w, page_h = layout.page_mm
+    if abs((h / w) / (page_h / page_w) - 1.0) > 0.05:
+        raise TemplateError(f"{source}: the blank is {w}x{h} px (height/width {h / w:.3f}) but layout page_mm is "
+                            f"{page_w:g} x {page_h:g} mm ({page_h / page_w:.3f}): wrong page size or wrong blank")

@@ -32,6 +32,8 @@ from tests.watch_helpers import (
     FormMaker,
     bad_files,
     drop,
+    huge_image,
+    long_pdf,
     read_rows,
     row_keys,
     settled_names,
@@ -68,15 +70,20 @@ def _plan(maker: FormMaker, n_files: int) -> tuple[list[tuple[str, bytes]], dict
     return files, pages
 
 
-def run_soak(n_files: int, root: Path, model: Path, template_dir: Path, workers: int = 2, timeout: float = 3600) -> dict:
+def run_soak(n_files: int, root: Path, model: Path, template_dir: Path, workers: int = 2, timeout: float = 3600,
+             oversized: bool = False) -> dict:
     inbox, out, log = root / "inbox", root / "rows.jsonl", root / "daemon.log"
     inbox.mkdir(parents=True)
     maker = FormMaker(template_dir)
     files, pages = _plan(maker, n_files)
     preload, live = files[: n_files // 2], files[n_files // 2 :]
+    if oversized:  # in the middle of the live drops: a 300-page PDF and a 59-megapixel image
+        live[len(live) // 2 : len(live) // 2] = [("huge-300p.pdf", long_pdf(300)), ("huge-59mp.png", huge_image())]
+        pages.update({"huge-300p.pdf": 300, "huge-59mp.png": 1})
     for name, data in preload:
         drop(inbox, name, data)
-    cmd = watch_command(inbox, out, template_dir, model, "--settle", "0.5", "--latency", "1", "--workers", str(workers))
+    cmd = watch_command(inbox, out, template_dir, model, "--settle", "0.5", "--latency", "1", "--workers", str(workers),
+                        "--empty-grace", "1")
     proc = start_daemon(cmd, log)
     ps = psutil.Process(proc.pid)
     while "watching" not in (log.read_text() if log.exists() else ""):
@@ -109,13 +116,13 @@ def run_soak(n_files: int, root: Path, model: Path, template_dir: Path, workers:
     want = Counter((name, p) for name, n in pages.items() for p in range(1, n + 1))
     status = read_status(inbox / ".formreader")
     return {
-        "files": len(files), "pages_expected": sum(want.values()), "rows": len(rows),
+        "files": len(pages), "pages_expected": sum(want.values()), "rows": len(rows),
         "duplicates": sum(c - 1 for c in counts.values() if c > 1), "missing": sum((want - counts).values()),
         "done": status.counts["done"], "failed": status.counts["failed"], "seconds": round(elapsed, 1),
         "pages_per_s": round(len(rows) / elapsed, 2), "rss_start_mb": round(rss_start / 2**20, 1),
         "rss_peak_mb": round(max(samples) / 2**20, 1), "rss_end_mb": round(rss_end / 2**20, 1),
         "rss_by_quarter_mb": by_quarter,
-        "exit_code": rc, "model": str(model), "template": str(template_dir),
+        "exit_code": rc, "model": str(model), "template": str(template_dir), "oversized": oversized,
     }
 
 
@@ -136,12 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--root", type=Path, help="keep the run here (default: a temporary folder)")
     ap.add_argument("--json", type=Path, help="also write the summary here")
+    ap.add_argument("--oversized", action="store_true", help="add a 300-page PDF and a 59-megapixel image mid-run")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="formreader-soak-") as tmp:
         root = args.root or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         template_dir = small_template(root / "template") if args.small else DEFAULT_TEMPLATE_DIR
-        summary = run_soak(args.files, root, _model(args.model, root), template_dir, args.workers)
+        summary = run_soak(args.files, root, _model(args.model, root), template_dir, args.workers,
+                           oversized=args.oversized)
     text = json.dumps(summary, indent=1)
     print(text)
     if args.json:

@@ -36,7 +36,7 @@ from tests.watch_helpers import (
     watch_command,
 )
 
-FAST = {"settle": 0.4, "latency": 0.5, "tick": 0.05, "rescan": 2.0, "workers": 2}
+FAST = {"settle": 0.4, "latency": 0.5, "tick": 0.05, "rescan": 2.0, "workers": 2, "empty_grace": 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +303,16 @@ def test_polling_mode_sees_new_files_without_events(tmp_path, template_dir, make
             names.append(name)
         assert wait_for(lambda: settled_names(settings.inbox) == set(names), timeout=30)
     assert sorted(row_keys(read_rows(settings.out))) == sorted((n, 1) for n in names)
+
+
+def test_a_stop_keeps_the_blame_of_earlier_crashes_and_adds_none(tmp_path):
+    ledger = Ledger(tmp_path / "state")
+    ledger.claim("innocent", tmp_path / "a.png", 1, set(), solo=True)
+    ledger.claim("culprit", tmp_path / "b.png", 1, set(), solo=True)
+    ledger.blame_crash()  # both were read alone when the daemon died: one crash each
+    ledger.release("innocent")  # e.g. the file changed: forgotten
+    ledger.release("culprit", keep_blame=True)  # left behind at a stop: still a suspect, no new blame
+    ledger.blame_crash()
+    assert ledger.get("innocent") is None
+    culprit = ledger.get("culprit")
+    assert (culprit.status, culprit.crashes, culprit.solo) == ("processing", 1, False)

@@ -63,7 +63,7 @@ def test_repeated_kill_9_loses_nothing_and_duplicates_nothing(tmp_path, maker, t
         expected[name] = 1
     waves = [files[i::rounds] for i in range(rounds)]
     template_dir = maker.template_dir
-    cmd = watch_command(inbox, out, template_dir, tiny_model, "--settle", "0.3", "--latency", "0.3",
+    cmd = watch_command(inbox, out, template_dir, tiny_model, "--settle", "0.3", "--latency", "0.3", "--empty-grace", "0.5",
                         "--max-attempts", "1000", "--fault-pause", "0.15")
     kills, torn = 0, 0
     for wave in waves:

@@ -28,3 +28,15 @@ def test_soak_1000_files(tmp_path, tiny_model, request):
     print(summary)
     _check(summary)
     assert summary["rss_end_mb"] < summary["rss_start_mb"] + 150  # no leak proportional to the files seen
+
+
+@pytest.mark.slow
+def test_soak_with_oversized_files_leaves_no_memory_behind(tmp_path, tiny_model, request):
+    """A 300-page PDF and a 59-megapixel image in the middle of 100 files: once idle again, the
+    daemon is no bigger than it was doing ordinary work before they came (issue 15)."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("oversized soak: run with -m slow")
+    summary = run_soak(100, tmp_path / "run", tiny_model, small_template(tmp_path / "tpl"), timeout=900, oversized=True)
+    print(summary)
+    _check(summary)
+    assert summary["rss_end_mb"] < summary["rss_by_quarter_mb"]["25"] + 100

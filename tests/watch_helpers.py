@@ -64,6 +64,22 @@ class FormMaker:
         return f"form{n:05d}{ext}", self.image_bytes(n, ext), 1
 
 
+def long_pdf(pages: int) -> bytes:
+    """A long PDF of blank A4 pages: a few KB to store, slow and big to render at 200 dpi."""
+    image = Image.new("1", (83, 117), 1)  # 83 x 117 px at 10 dpi = A4
+    out = io.BytesIO()
+    image.save(out, format="PDF", save_all=True, append_images=[image] * (pages - 1), resolution=10)
+    return out.getvalue()
+
+
+def huge_image(megapixels: float = 59.0) -> bytes:
+    """A gray PNG just under the default 60 MP page limit: decoded in full, a blank page."""
+    side = int((megapixels * 1e6) ** 0.5)
+    img = np.full((side, side), 255, np.uint8)
+    img[::97, :] = 0  # some structure, so the aligner has work
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
 def bad_files(maker: FormMaker, serial: int = 0) -> dict[str, tuple[bytes, str]]:
     """name -> (bytes, a word the failure reason must contain); contents differ with `serial`
     (except the empty file: every empty file has the same hash, so a second one is a duplicate)."""

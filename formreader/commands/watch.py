@@ -30,7 +30,8 @@ def run_watch(settings: WatchSettings, cfg: Config) -> WatchStats:
 
 @contextmanager
 def _signals(stop: threading.Event, abort: threading.Event):
-    """First SIGINT/SIGTERM: finish in-flight files, then exit. Second: exit now (they are retried)."""
+    """First SIGINT/SIGTERM: finish in-flight files (for up to --stop-grace seconds), then exit.
+    Second: exit now; uncommitted files stay in the inbox and are read at the next start."""
     log = logging.getLogger(LOGGER)
 
     def handler(signum, _frame) -> None:
@@ -38,7 +39,7 @@ def _signals(stop: threading.Event, abort: threading.Event):
             log.warning("%s again: stopping now; files in flight are processed at the next start", signal.Signals(signum).name)
             abort.set()
         else:
-            log.info("%s: finishing files in flight, then exiting", signal.Signals(signum).name)
+            log.info("%s: finishing files in flight, then exiting (a second signal stops at once)", signal.Signals(signum).name)
             stop.set()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}

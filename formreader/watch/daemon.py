@@ -1,5 +1,11 @@
 """The watch loop: discover -> settle -> hash + claim -> prepare (threads) -> batch -> recognize -> commit -> move.
 
+Hostile inboxes: only regular files are opened, never blocking (files.open_regular); names need
+not be UTF-8; a file still open for writing is not taken; an empty file waits `empty_grace`; a
+failed file that changes later is re-queued; a file that cannot be read is failed after
+`read_tries`. After a crash, the files that were in flight are retried one at a time, so the
+file that kills the daemon is found and failed, and the others are never blamed.
+
 One thread owns the ledger, the output and the recognizer (this loop); worker threads only run
 `prepare_file` (ingest, align, segment), a pure function of the file. Batches of pages from several
 files go through the recognizer together; a batch is flushed when it is full, when its oldest file
@@ -8,18 +14,18 @@ has waited `latency` seconds, when nothing else is coming, or at shutdown.
 
 from __future__ import annotations
 
-import fcntl
+import hashlib
 import logging
 import os
 import queue
+import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from formreader.align import Aligner
-from formreader.errors import ConfigError
 from formreader.pipeline import (
     PipelineSettings,
     PreparedPage,
@@ -29,21 +35,30 @@ from formreader.pipeline import (
 from formreader.recognize.predictor import Predictor
 from formreader.records import PageRecord
 from formreader.template import Template
+from formreader.watch import memory
 from formreader.watch.files import (
+    Interrupted,
+    NotRegularFile,
     content_hash,
+    display,
+    error_file,
     is_candidate,
     list_inbox,
     move_file,
+    not_regular,
+    open_for_writing,
     unique_dest,
     write_error,
 )
 from formreader.watch.ledger import Claim, Entry, Ledger, Outcome
+from formreader.watch.locks import output_lock, state_lock
 from formreader.watch.sink import RowSink, check_output
 from formreader.watch.stability import Signature, StabilityTracker
+from formreader.watch.workers import Workers
 
 log = logging.getLogger("formreader.watch")
-LOCK_FILE = "daemon.lock"
 RETRY_WRITE_S = 10.0
+REQUEUE_EVERY_S = 2.0  # how often failed/ files are checked for late writes (one stat each)
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,14 @@ class WatchSettings:
     latency: float = 2.0  # longest a prepared file waits for others to fill a recognizer batch
     rescan: float = 30.0  # full listing even with events: some filesystems drop events
     tick: float = 0.2  # how often settling files are re-checked
-    max_attempts: int = 5  # a file that was in flight at this many crashes is failed, not retried forever
+    max_attempts: int = 5  # a file that crashed the daemon this many times, processed alone, is failed
+    empty_grace: float = 60.0  # an empty file waits this long for its writer before it is failed
+    stop_grace: float = 10.0  # first signal: files still being read after this long are left for the next start
+    read_tries: int = 3  # a file that cannot be opened (permissions) is failed after this many tries
     workers: int = 2
     once: bool = False  # exit when the inbox is empty and nothing is in flight (cron, tests)
     fault_pause: float = 0.0  # crash tests only: widen the append / commit / move windows so kills land there
+    fault_crash_on: str = ""  # crash tests only: kill -9 ourselves when preparing a file whose name contains this
 
     @classmethod
     def for_inbox(cls, inbox: Path, out: Path, state: Path | None = None, done: Path | None = None,
@@ -79,6 +98,8 @@ class WatchStats:
     duplicates: int = 0
     pages: int = 0
     retried: int = 0  # files found in flight from a previous run and processed again
+    requeued: int = 0  # failed files that changed afterwards and went back to the inbox
+    skipped: int = 0  # FIFOs, devices, sockets, symlinks left alone
     busy_seconds: float = 0.0
 
 
@@ -90,6 +111,7 @@ class _Job:
     digest: str
     signature: Signature
     claimed: float
+    solo: bool = False  # processed in isolation after a crash
     future: Future | None = None
     pages: list[PreparedPage] = field(default_factory=list)
     ready: float = 0.0  # when prepare_file finished
@@ -113,19 +135,25 @@ class WatchDaemon:
         self.stats = WatchStats()
         self._wake = threading.Event()
         self._events: queue.SimpleQueue[Path] = queue.SimpleQueue()
-        self._tracker = StabilityTracker(settings.settle)
+        self._tracker = StabilityTracker(settings.settle, settings.empty_grace)
         self._jobs: dict[str, _Job] = {}  # digest -> job, claimed and not yet committed
         self._busy: dict[Path, str] = {}  # path -> digest in flight under another name
         self._stuck: dict[Path, Signature | None] = {}  # left alone until they change (e.g. move refused)
+        self._skipped: dict[Path, Signature | None] = {}  # not regular files, logged once
+        self._writing: set[Path] = set()  # stable but still open for writing, logged once
+        self._unreadable: dict[Path, int] = {}  # tries so far of files that cannot be opened
+        self._suspects: set[Path] = set()  # in flight when the last run died: retried one at a time
+        self._stopping_since: float | None = None
         self._local = threading.local()  # one Aligner per worker thread: OpenCV objects are not shared
         self._inbox = settings.inbox.resolve()
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> WatchStats:
         check_output(self.s.out)
-        for folder in (self.s.inbox, self.s.state, self.s.done, self.s.failed):
+        for folder in (self.s.inbox, self.s.state, self.s.done, self.s.failed, self.s.out.parent):
             Path(folder).mkdir(parents=True, exist_ok=True)
-        with _StateLock(self.s.state):
+        memory.limit_arenas()  # before the worker threads start: they would each grow an arena
+        with state_lock(self.s.state), output_lock(self.s.out, self.s.state):
             self.ledger = Ledger(self.s.state)
             try:
                 self._start()
@@ -145,24 +173,34 @@ class WatchDaemon:
                               "pid": str(os.getpid()), "started": str(time.time())})
         self._finish_moves()
         self._forget_vanished()
-        log.info("watching %s -> %s (%s, settle %.1fs, latency %.1fs)", self.s.inbox, self.s.out,
+        suspects = self.ledger.blame_crash()
+        self._suspects = {Path(e.path) for e in suspects}
+        if suspects:
+            log.warning("%d file(s) were in flight when the last run died: retrying them one at a time, "
+                        "to find the one that crashed it", len(suspects))
+        log.info("watching %s -> %s (%s, settle %.1fs, latency %.1fs)", display(self.s.inbox), display(self.s.out),
                  f"polling every {self.s.poll:g}s" if self.s.poll else "filesystem events", self.s.settle, self.s.latency)
 
     def _loop(self) -> None:
         observer = self._observer()
         # Without events, the listing is the only way to see new files: do it often.
         rescan = self.s.rescan if observer is not None else min(self.s.rescan, self.s.poll or 2.0)
-        pool = ThreadPoolExecutor(max_workers=max(1, self.s.workers), thread_name_prefix="prepare")
-        next_rescan = 0.0
+        pool = Workers(self.s.workers)
+        next_rescan = next_requeue = 0.0
         try:
             while not self.abort.is_set():
                 now = time.monotonic()
                 if now >= next_rescan:
-                    for path in list_inbox(self.s.inbox):
+                    for path in list_inbox(self.s.inbox, regular_only=False):
                         self._events.put(path)
                     next_rescan = now + rescan
+                if now >= next_requeue and not self.stop.is_set():
+                    self._requeue_changed_failures()
+                    next_requeue = now + REQUEUE_EVERY_S
                 if not self.stop.is_set():
                     self._discover(now, pool)
+                else:
+                    self._stopping(now)
                 self._harvest()
                 if self._should_flush(now):
                     self._flush()
@@ -173,13 +211,31 @@ class WatchDaemon:
         finally:
             if observer is not None:
                 observer.stop()
-            pool.shutdown(wait=not self.abort.is_set(), cancel_futures=True)
+            pool.shutdown()  # never waits: a file still being read is abandoned, see _abandon
             if observer is not None:
                 observer.join(timeout=5)
         if self._jobs:
-            log.warning("stopping with %d file(s) in flight: they will be processed at the next start", len(self._jobs))
+            self._abandon(list(self._jobs.values()), "the daemon was stopped")
         log.info("stopped: %d done, %d failed, %d duplicate(s), %d pages", self.stats.done, self.stats.failed,
                  self.stats.duplicates, self.stats.pages)
+
+    def _stopping(self, now: float) -> None:
+        """First signal: no new claims; files still being read after `stop_grace` seconds are left for later."""
+        if self._stopping_since is None:
+            self._stopping_since = now
+        if now - self._stopping_since >= self.s.stop_grace:
+            reading = [j for j in self._jobs.values() if j.future is not None]
+            if reading:
+                self._abandon(reading, f"still being read {self.s.stop_grace:g}s after the stop signal")
+
+    def _abandon(self, jobs: list[_Job], why: str) -> None:
+        """Uncommitted files go back to 'never seen': no row was written for them, and a clean stop
+        is not a crash, so they are neither blamed nor suspected at the next start (a file already
+        blamed for earlier crashes keeps that count)."""
+        for job in jobs:
+            self.ledger.release(job.digest, keep_blame=True)
+            self._jobs.pop(job.digest, None)
+            log.warning("%s: left in the inbox (%s); it is read at the next start", display(job.path.name), why)
 
     def _finished(self) -> bool:
         if self._jobs:
@@ -220,24 +276,63 @@ class WatchDaemon:
         return observer
 
     # -- discovery and claiming -------------------------------------------------------------
-    def _discover(self, now: float, pool: ThreadPoolExecutor) -> None:
+    def _discover(self, now: float, pool: Workers) -> None:
         while not self._events.empty():
             path = self._events.get()
-            ours = path.parent.resolve() == self._inbox and is_candidate(path) and not self._in_flight(path)
-            if ours and (path not in self._stuck or self._stuck[path] != Signature.of(path)):
-                self._stuck.pop(path, None)
-                self._tracker.observe(path, now)
+            if path.parent.resolve() != self._inbox or not is_candidate(path) or self._in_flight(path):
+                continue
+            if path in self._stuck and self._stuck[path] == Signature.of(path):
+                continue
+            self._stuck.pop(path, None)
+            if self._skip_if_not_regular(path):
+                continue
+            self._tracker.observe(path, now)
         self._retry_busy()
         stable = []
         for path in self._tracker.tracked():
             sig = self._tracker.observe(path, now)
             if sig is not None:
                 stable.append((path, sig))
+        stable.sort(key=lambda item: item[0] not in self._suspects)  # suspects first
         for path, sig in stable:
-            if len(self._jobs) >= self._capacity():
-                break  # back-pressure: the rest stay stable in the tracker and are claimed later
-            self._tracker.forget(path)
-            self._claim(path, sig, pool)
+            if path in self._suspects:
+                if not self._jobs:  # a suspect's turn: alone, so that a crash now is its own
+                    self._suspects.discard(path)
+                    self._take(path, sig, pool, now, solo=True)
+                return  # nothing else is claimed while a suspect waits for, or has, its turn
+            if any(j.solo for j in self._jobs.values()) or len(self._jobs) >= self._capacity():
+                return  # isolation, or back-pressure: the rest stay stable in the tracker and are claimed later
+            self._take(path, sig, pool, now)
+
+    def _skip_if_not_regular(self, path: Path) -> bool:
+        """FIFOs, devices, sockets and symlinks are never opened (a FIFO blocks, /dev/zero never ends)."""
+        what = not_regular(path)
+        if what is None:
+            self._skipped.pop(path, None)
+            return False
+        sig = Signature.of(path)
+        if self._skipped.get(path, "unseen") != sig:
+            self._skipped[path] = sig
+            self.stats.skipped += 1
+            log.warning("%s: %s, not a regular file: left alone", display(path.name), what)
+        self._tracker.forget(path)
+        self._suspects.discard(path)
+        return True
+
+    def _take(self, path: Path, sig: Signature, pool: Workers, now: float, solo: bool = False) -> None:
+        """Claim a stable file unless its writer (on this machine) still holds it open."""
+        if open_for_writing(path):
+            if path not in self._writing:
+                self._writing.add(path)
+                log.info("%s: unchanged for %.0fs but still open for writing by another process: waiting",
+                         display(path.name), self.s.settle)
+            self._tracker.hold(path, now)
+            if solo:
+                self._suspects.add(path)
+            return
+        self._writing.discard(path)
+        self._tracker.forget(path)
+        self._claim(path, sig, pool, solo)
 
     def _capacity(self) -> int:
         return max(4, 2 * self.s.workers, self.predictor.batch_size // 2)
@@ -245,35 +340,72 @@ class WatchDaemon:
     def _in_flight(self, path: Path) -> bool:
         return path in self._busy or any(j.path == path for j in self._jobs.values())
 
-    def _claim(self, path: Path, sig: Signature, pool: ThreadPoolExecutor) -> None:
+    def _claim(self, path: Path, sig: Signature, pool: Workers, solo: bool = False) -> None:
         try:
-            digest = content_hash(path)
-        except OSError as exc:
-            log.warning("%s: cannot read yet (%s); will retry", path.name, exc)
+            digest = content_hash(path, stopping=self.stop.is_set)
+        except Interrupted:
             self._tracker.observe(path, time.monotonic())
             return
+        except NotRegularFile:  # swapped for a FIFO or a symlink since the listing
+            self._skip_if_not_regular(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self._cannot_read(path, sig, exc, pool)
+            return
+        self._unreadable.pop(path, None)
         if Signature.of(path) != sig:  # written to while we hashed it: settle again
             self._tracker.observe(path, time.monotonic())
+            if solo:
+                self._suspects.add(path)
             return
-        claim, entry = self.ledger.claim(digest, path, sig.size, set(self._jobs))
+        claim, entry = self.ledger.claim(digest, path, sig.size, set(self._jobs), solo)
         if claim is Claim.BUSY:
             self._busy[path] = digest
         elif claim is Claim.DUPLICATE:
             self._duplicate(path, digest, entry)
         else:
+            self._start_job(_Job(path, digest, sig, time.monotonic(), solo), claim, entry, pool)
+
+    def _start_job(self, job: _Job, claim: Claim, entry: Entry | None, pool: Workers) -> None:
+        self._jobs[job.digest] = job
+        name = display(job.path.name)
+        if claim is Claim.RETRY:
+            self.stats.retried += 1
+            assert entry is not None
+            if entry.crashes >= self.s.max_attempts:
+                self._ready(job, f"gave up: the daemon died {entry.crashes} times while reading this file alone "
+                                 "(out of memory? a crash in a decoder?)")
+                return
+            log.info("%s: retrying%s (the run that claimed it died before committing it; %d crash(es) blamed on it)",
+                     name, " alone" if job.solo else "", entry.crashes)
+        log.info("%s: claimed (sha256 %s, %d bytes)", name, job.digest[:12], job.signature.size)
+        job.future = pool.submit(self._prepare, job.path)
+        job.future.add_done_callback(lambda _: self._wake.set())  # harvest without waiting a tick
+
+    def _ready(self, job: _Job, error: str) -> None:
+        job.pages = [_error_page(job.path, error)]
+        job.ready = time.monotonic()
+
+    def _cannot_read(self, path: Path, sig: Signature, exc: OSError, pool: Workers) -> None:
+        """No read permission (or an I/O error): tried `read_tries` times, `settle` apart, then failed."""
+        tries = self._unreadable[path] = self._unreadable.get(path, 0) + 1
+        cause = f"cannot read the file ({exc.strerror or exc})"
+        if tries < self.s.read_tries:
+            log.warning("%s: %s; try %d of %d", display(path.name), cause, tries, self.s.read_tries)
+            self._tracker.observe(path, time.monotonic())
+            return
+        del self._unreadable[path]
+        # No content, so no content hash: the identity is this name and its stat signature.
+        digest = hashlib.sha256(os.fsencode(f"unreadable\0{path}\0{sig.size}\0{sig.mtime_ns}\0{sig.inode}")).hexdigest()
+        claim, entry = self.ledger.claim(digest, path, sig.size, set(self._jobs))
+        if claim in (Claim.NEW, Claim.RETRY):
             job = _Job(path, digest, sig, time.monotonic())
             self._jobs[digest] = job
-            if claim is Claim.RETRY:
-                self.stats.retried += 1
-                log.info("%s: retrying (attempt %d; the previous run stopped before committing it)", path.name, entry.attempts)
-                if entry.attempts > self.s.max_attempts:
-                    job.pages = [_error_page(path, f"gave up after {entry.attempts - 1} attempts: the daemon stopped "
-                                                   "every time while processing this file")]
-                    job.ready = time.monotonic()
-                    return
-            log.info("%s: claimed (sha256 %s, %d bytes)", path.name, digest[:12], sig.size)
-            job.future = pool.submit(self._prepare, path)
-            job.future.add_done_callback(lambda _: self._wake.set())  # harvest without waiting a tick
+            self._ready(job, f"{cause} after {tries} tries")
+        elif claim is Claim.DUPLICATE:
+            self._duplicate(path, digest, entry)
 
     def _retry_busy(self) -> None:
         """A file whose content was in flight under another name: once that one commits, it is a duplicate."""
@@ -285,6 +417,8 @@ class WatchDaemon:
                 self._tracker.observe(path, time.monotonic())
 
     def _prepare(self, path: Path) -> list[PreparedPage]:
+        if self.s.fault_crash_on and self.s.fault_crash_on in path.name:
+            os.kill(os.getpid(), signal.SIGKILL)  # crash tests: a file that kills the process (think OOM killer)
         aligner = getattr(self._local, "aligner", None)
         if aligner is None:
             aligner = self._local.aligner = Aligner(self.template, self.pipeline.aligner)
@@ -296,7 +430,7 @@ class WatchDaemon:
                 try:
                     job.pages = job.future.result()
                 except Exception as exc:  # a bug or a library crash on one file must not stop the daemon
-                    log.exception("%s: processing raised", job.path.name)
+                    log.exception("%s: processing raised", display(job.path.name))
                     job.pages = [_error_page(job.path, f"processing failed ({type(exc).__name__}: {exc})")]
                 job.future = None
                 job.ready = time.monotonic()
@@ -327,7 +461,7 @@ class WatchDaemon:
             outcome = self._outcome(job, reserved, time.monotonic() - job.claimed)
             reserved.add(outcome.dest)
             for page in job.pages:
-                page.record.file = outcome.dest  # the row names where the file now lives
+                page.record.file = display(outcome.dest)  # where the file now lives, as UTF-8 text
                 records.append(page.record)
             outcomes.append(outcome)
         try:
@@ -340,13 +474,17 @@ class WatchDaemon:
         self.ledger.commit(outcomes, self.s.out.resolve(), length)
         self.stats.busy_seconds += time.monotonic() - t0
         time.sleep(self.s.fault_pause)
-        moved = []
+        moved, sigs = [], {}
         for job, outcome in zip(jobs, outcomes):
             del self._jobs[job.digest]
             if self._settle_file(job.path, outcome.hash, outcome.status, Path(outcome.dest), job.pages):
                 moved.append(job.digest)
+                if outcome.status == "failed":
+                    sigs[job.digest] = _sig_text(Signature.of(Path(outcome.dest)))
         if moved:
-            self.ledger.mark_moved(*moved)  # one transaction per batch; a crash before it only re-moves nothing
+            self.ledger.mark_moved(*moved, sigs=sigs)  # one transaction per batch; a crash before it only re-moves nothing
+        if not self._jobs:
+            memory.release()  # idle: hand the pages of big files back to the system
 
     def _recognize(self, jobs: list[_Job]) -> None:
         """One recognizer call for the whole batch; if it raises, file by file, so one bad file fails alone."""
@@ -365,7 +503,7 @@ class WatchDaemon:
         """A file that changed after it was read (a copy that stalled longer than `settle`) is read again."""
         if Signature.of(job.path) == job.signature:
             return True
-        log.warning("%s: changed or vanished while being processed; reading it again when it settles", job.path.name)
+        log.warning("%s: changed or vanished while being processed; reading it again when it settles", display(job.path.name))
         self.ledger.release(job.digest)
         del self._jobs[job.digest]
         return False
@@ -387,18 +525,18 @@ class WatchDaemon:
                 write_error(dest, src, digest, [f"page {p.record.page}: {p.record.error}" for p in pages])
             move_file(src, dest)
         except OSError as exc:
-            log.error("%s: committed but cannot move to %s (%s); will retry", src.name, dest, exc)
+            log.error("%s: committed but cannot move to %s (%s); will retry", display(src.name), display(dest), exc)
             self._stuck[src] = Signature.of(src)
             return False
         n = len(pages)
         self.stats.pages += n
         if status == "failed":
             self.stats.failed += 1
-            log.warning("%s: FAILED (%s) -> %s", src.name, pages[0].record.error if n == 1 else f"{n} pages unreadable", dest)
+            log.warning("%s: FAILED (%s) -> %s", display(src.name), pages[0].record.error if n == 1 else f"{n} pages unreadable", display(dest))
         else:
             self.stats.done += 1
             review = sum(p.record.needs_review for p in pages)
-            log.info("%s: done, %d page(s), %d to review -> %s", src.name, n, review, dest)
+            log.info("%s: done, %d page(s), %d to review -> %s", display(src.name), n, review, display(dest))
         return True
 
     # -- duplicates and recovery -------------------------------------------------------------
@@ -414,19 +552,20 @@ class WatchDaemon:
                 write_error(dest, path, digest, [f"duplicate of {entry.dest}, which failed: {entry.error}"])
             move_file(path, dest)
         except OSError as exc:
-            log.error("%s: duplicate, but cannot move it to %s (%s)", path.name, dest, exc)
+            log.error("%s: duplicate, but cannot move it to %s (%s)", display(path.name), display(dest), exc)
             self._stuck[path] = Signature.of(path)
             return
         self.ledger.record_duplicate(path, digest, dest)
         self.stats.duplicates += 1
-        log.info("%s: duplicate of %s (already %s), no new rows -> %s", path.name, Path(entry.dest).name, entry.status, dest)
+        log.info("%s: duplicate of %s (already %s), no new rows -> %s", display(path.name), display(Path(entry.dest).name),
+                 entry.status, display(dest))
 
     def _forget_vanished(self) -> None:
         """Claims of a previous run whose file left the inbox before its rows were written."""
         for entry in self.ledger.in_flight():
             if not Path(entry.path).exists():
                 log.warning("%s: was being processed when the daemon stopped and is no longer in the inbox; "
-                            "if it comes back (under any name) it is processed then", Path(entry.path).name)
+                            "if it comes back (under any name) it is processed then", display(Path(entry.path).name))
                 self.ledger.release(entry.hash)
 
     def _finish_moves(self) -> None:
@@ -440,55 +579,42 @@ class WatchDaemon:
                 if entry.status == "failed":
                     write_error(dest, src, entry.hash, [entry.error])
                 move_file(src, dest)
-                log.info("%s: committed before the last stop, moved now -> %s", src.name, dest)
-            self.ledger.mark_moved(entry.hash)
+                log.info("%s: committed before the last stop, moved now -> %s", display(src.name), display(dest))
+            sig = _sig_text(Signature.of(dest)) if entry.status == "failed" else ""
+            self.ledger.mark_moved(entry.hash, sigs={entry.hash: sig})
         except OSError as exc:
-            log.error("%s: cannot move to %s (%s)", src.name, dest, exc)
+            log.error("%s: cannot move to %s (%s)", display(src.name), display(dest), exc)
             self._stuck[src] = Signature.of(src)
+
+
+    def _requeue_changed_failures(self) -> None:
+        """A failed file that changes in failed/ was still being written (a 0-byte file whose writer
+        woke up, a copy from a share that resumed): back to the inbox, to be read as new content."""
+        for entry in self.ledger.watched_failures():
+            dest = Path(entry.dest)
+            sig = Signature.of(dest)
+            if sig is None or not_regular(dest):  # the operator took it away: stop watching
+                self.ledger.unwatch(entry.hash)
+                continue
+            if _sig_text(sig) == entry.dest_sig:
+                continue
+            target = unique_dest(self.s.inbox, Path(entry.path).name, entry.hash, set())
+            try:
+                move_file(dest, target)
+                error_file(dest).unlink(missing_ok=True)
+            except OSError as exc:
+                log.error("%s: changed in failed/ but cannot go back to the inbox (%s)", display(dest.name), exc)
+                continue
+            self.ledger.unwatch(entry.hash)
+            self.stats.requeued += 1
+            log.warning("%s: changed after it was failed (%d -> %d bytes; a writer was still at work): "
+                        "back in the inbox as %s, to be read again", display(dest.name), entry.size, sig.size,
+                        display(target.name))
+
+
+def _sig_text(sig: Signature | None) -> str:
+    return f"{sig.size}:{sig.mtime_ns}" if sig else ""
 
 
 def _error_page(path: Path, message: str) -> PreparedPage:
     return PreparedPage(PageRecord(file=str(path), page=1, error=message))
-
-
-class _StateLock:
-    """One daemon per state folder: two appending to one output would break exactly-once.
-
-    flock is released by the kernel when the process dies, even on kill -9.
-    """
-
-    def __init__(self, state: Path):
-        self.path = Path(state) / LOCK_FILE
-        self.fd = -1
-
-    def __enter__(self) -> _StateLock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
-            os.close(self.fd)
-            raise ConfigError(f"another watch daemon (pid {other or '?'}) is using state folder {self.path.parent}")
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)
-
-
-def daemon_pid(state: Path) -> int | None:
-    """The pid of the daemon holding this state folder, or None when none runs."""
-    path = Path(state) / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)
-    return None

@@ -1,5 +1,8 @@
 """The watch ledger: one SQLite database in the state folder, keyed by the content hash of each file.
 
+Paths are stored as text, or as bytes (BLOB) when the name is not valid UTF-8: any name a
+filesystem allows is recorded and found again.
+
 Statuses: ``processing`` (claimed, rows not yet committed), ``done`` and ``failed`` (rows committed).
 The same database stores, per output file, how many bytes of it are committed: the rows of done
 and failed files and nothing else. Committing a batch (statuses + new output length) is a single
@@ -8,6 +11,7 @@ SQLite transaction, which is what makes the output exactly-once (see `sink.py`).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -20,11 +24,14 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT NOT NULL,          -- where the file was when last claimed
     size INTEGER NOT NULL,
     status TEXT NOT NULL,        -- processing | done | failed
-    attempts INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,  -- times claimed
+    crashes INTEGER NOT NULL DEFAULT 0,   -- times the daemon died while this file was processed ALONE
+    solo INTEGER NOT NULL DEFAULT 0,      -- claimed in isolation (no other file in flight)
     pages INTEGER NOT NULL DEFAULT 0,
     error TEXT NOT NULL DEFAULT '',
     dest TEXT NOT NULL DEFAULT '',  -- done/ or failed/ path, fixed before the rows are written
     moved INTEGER NOT NULL DEFAULT 0,
+    dest_sig TEXT NOT NULL DEFAULT '',  -- failed files: size:mtime_ns once moved (a late writer changes it)
     seconds REAL NOT NULL DEFAULT 0,
     claimed REAL NOT NULL,
     finished REAL
@@ -64,10 +71,13 @@ class Entry:
     size: int
     status: str
     attempts: int
+    crashes: int
+    solo: bool
     pages: int
     error: str
     dest: str
     moved: bool
+    dest_sig: str
     finished: float | None
 
 
@@ -95,6 +105,7 @@ class Ledger:
             self.db.execute("PRAGMA journal_mode=WAL")  # `--status` reads while the daemon writes
             self.db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not only kill -9
             self.db.executescript(SCHEMA)
+            self._migrate()
         self.db.row_factory = sqlite3.Row
 
     def close(self) -> None:
@@ -105,14 +116,17 @@ class Ledger:
         row = self.db.execute("SELECT * FROM files WHERE hash = ?", (digest,)).fetchone()
         return _entry(row) if row else None
 
-    def claim(self, digest: str, path: Path, size: int, in_flight: set[str]) -> tuple[Claim, Entry | None]:
-        """Decide what to do with a stable file whose content hash is `digest`, and record the claim."""
+    def claim(self, digest: str, path: Path, size: int, in_flight: set[str], solo: bool = False) -> tuple[Claim, Entry | None]:
+        """Decide what to do with a stable file whose content hash is `digest`, and record the claim.
+
+        `solo`: nothing else is in flight, so a crash during this file is this file's fault.
+        """
         with self._transaction():
             entry = self.get(digest)
             if entry is None:
                 self.db.execute(
-                    "INSERT INTO files(hash, path, size, status, attempts, claimed) VALUES (?, ?, ?, 'processing', 1, ?)",
-                    (digest, str(path), size, time.time()),
+                    "INSERT INTO files(hash, path, size, status, attempts, solo, claimed) VALUES (?, ?, ?, 'processing', 1, ?, ?)",
+                    (digest, _db_path(path), size, int(solo), time.time()),
                 )
                 return Claim.NEW, None
             if entry.status in ("done", "failed"):
@@ -121,22 +135,38 @@ class Ledger:
                 return Claim.BUSY, entry
             # 'processing' but not in flight here: a previous run died before committing it.
             self.db.execute(
-                "UPDATE files SET path = ?, size = ?, attempts = attempts + 1, claimed = ? WHERE hash = ?",
-                (str(path), size, time.time(), digest),
+                "UPDATE files SET path = ?, size = ?, attempts = attempts + 1, solo = ?, claimed = ? WHERE hash = ?",
+                (_db_path(path), size, int(solo), time.time(), digest),
             )
             return Claim.RETRY, self.get(digest)
 
-    def release(self, digest: str) -> None:
-        """Forget an uncommitted claim (the file changed or vanished before its rows were written)."""
+    def blame_crash(self) -> list[Entry]:
+        """At start: files still `processing` were in flight when the last run died. A file that was
+        processed alone takes the blame (crashes + 1); the others are only suspects, retried alone."""
         with self._transaction():
-            self.db.execute("DELETE FROM files WHERE hash = ? AND status = 'processing'", (digest,))
+            self.db.execute("UPDATE files SET crashes = crashes + 1 WHERE status = 'processing' AND solo = 1")
+            self.db.execute("UPDATE files SET solo = 0 WHERE status = 'processing'")
+        return self.in_flight()
+
+    def release(self, digest: str, keep_blame: bool = False) -> None:
+        """Forget an uncommitted claim (the file changed or vanished before its rows were written).
+
+        `keep_blame` (a file left behind at a stop): a file already blamed for crashes keeps its
+        count, as a suspect that is not blamed for this stop; the others are simply forgotten.
+        """
+        with self._transaction():
+            if keep_blame:
+                self.db.execute("UPDATE files SET solo = 0 WHERE hash = ? AND status = 'processing' AND crashes > 0", (digest,))
+                self.db.execute("DELETE FROM files WHERE hash = ? AND status = 'processing' AND crashes = 0", (digest,))
+            else:
+                self.db.execute("DELETE FROM files WHERE hash = ? AND status = 'processing'", (digest,))
 
     def in_flight(self) -> list[Entry]:
         return [_entry(r) for r in self.db.execute("SELECT * FROM files WHERE status = 'processing'").fetchall()]
 
     # -- committing -----------------------------------------------------------------------
     def committed_length(self, output: Path) -> int | None:
-        row = self.db.execute("SELECT committed FROM outputs WHERE path = ?", (str(output),)).fetchone()
+        row = self.db.execute("SELECT committed FROM outputs WHERE path = ?", (_db_path(output),)).fetchone()
         return int(row[0]) if row else None
 
     def set_committed_length(self, output: Path, length: int) -> None:
@@ -150,17 +180,29 @@ class Ledger:
             for o in outcomes:
                 self.db.execute(
                     "UPDATE files SET status = ?, pages = ?, error = ?, dest = ?, seconds = ?, finished = ? WHERE hash = ?",
-                    (o.status, o.pages, o.error, o.dest, o.seconds, now, o.hash),
+                    (o.status, o.pages, _text(o.error), _db_path(o.dest), o.seconds, now, o.hash),
                 )
             self._set_length(output, length)
 
-    def mark_moved(self, *digests: str) -> None:
+    def mark_moved(self, *digests: str, sigs: dict[str, str] | None = None) -> None:
+        """`sigs`: digest -> signature of the file where it now lies (failed/), to notice late writers."""
+        sigs = sigs or {}
         with self._transaction():
-            self.db.executemany("UPDATE files SET moved = 1 WHERE hash = ?", [(d,) for d in digests])
+            self.db.executemany("UPDATE files SET moved = 1, dest_sig = ? WHERE hash = ?", [(sigs.get(d, ""), d) for d in digests])
+
+    def watched_failures(self, days: float = 7.0) -> list[Entry]:
+        """Failed files of the last `days`, moved to failed/, whose later changes are watched."""
+        rows = self.db.execute("SELECT * FROM files WHERE status = 'failed' AND moved = 1 AND dest_sig != '' "
+                               "AND finished >= ?", (time.time() - days * 86400,)).fetchall()
+        return [_entry(r) for r in rows]
+
+    def unwatch(self, digest: str) -> None:
+        with self._transaction():
+            self.db.execute("UPDATE files SET dest_sig = '' WHERE hash = ?", (digest,))
 
     def record_duplicate(self, path: Path, digest: str, dest: Path) -> None:
         with self._transaction():
-            self.db.execute("INSERT INTO duplicates(path, hash, dest, at) VALUES (?, ?, ?, ?)", (str(path), digest, str(dest), time.time()))
+            self.db.execute("INSERT INTO duplicates(path, hash, dest, at) VALUES (?, ?, ?, ?)", (_db_path(path), digest, _db_path(dest), time.time()))
 
     def unmoved(self) -> list[Entry]:
         """Committed files whose move to done/ or failed/ had not happened when the daemon stopped."""
@@ -169,15 +211,16 @@ class Ledger:
 
     def reserved_dests(self) -> set[str]:
         rows = self.db.execute("SELECT dest FROM files WHERE moved = 0 AND dest != ''").fetchall()
-        return {r[0] for r in rows}
+        return {_fs_path(r[0]) for r in rows}
 
     # -- reporting ------------------------------------------------------------------------
     def set_meta(self, values: dict[str, str]) -> None:
         with self._transaction():
-            self.db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(values.items()))
+            self.db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                                [(k, _db_path(v)) for k, v in values.items()])
 
     def meta(self) -> dict[str, str]:
-        return {r[0]: r[1] for r in self.db.execute("SELECT key, value FROM meta")}
+        return {r[0]: _fs_path(r[1]) for r in self.db.execute("SELECT key, value FROM meta")}
 
     def counts(self) -> dict[str, int]:
         out = {"done": 0, "failed": 0, "processing": 0}
@@ -203,10 +246,36 @@ class Ledger:
 
     # -- internals ------------------------------------------------------------------------
     def _set_length(self, output: Path, length: int) -> None:
-        self.db.execute("INSERT OR REPLACE INTO outputs(path, committed) VALUES (?, ?)", (str(output), length))
+        self.db.execute("INSERT OR REPLACE INTO outputs(path, committed) VALUES (?, ?)", (_db_path(output), length))
 
     def _transaction(self):
         return _Transaction(self.db)
+
+    def _migrate(self) -> None:
+        """Ledgers written by an older formreader lack the newer columns: add them (their defaults hold)."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(files)")}
+        for column, decl in (("crashes", "INTEGER NOT NULL DEFAULT 0"), ("solo", "INTEGER NOT NULL DEFAULT 0"),
+                             ("dest_sig", "TEXT NOT NULL DEFAULT ''")):
+            if column not in have:
+                self.db.execute(f"ALTER TABLE files ADD COLUMN {column} {decl}")
+
+
+def _db_path(path) -> str | bytes:
+    """Text when the name is valid UTF-8 (readable with the sqlite3 shell), else its raw bytes."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+
+
+def _fs_path(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _text(value: str) -> str:
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _Transaction:
@@ -227,13 +296,16 @@ class _Transaction:
 def _entry(row: sqlite3.Row) -> Entry:
     return Entry(
         hash=row["hash"],
-        path=row["path"],
+        path=_fs_path(row["path"]),
         size=row["size"],
         status=row["status"],
         attempts=row["attempts"],
+        crashes=row["crashes"],
+        solo=bool(row["solo"]),
         pages=row["pages"],
         error=row["error"],
-        dest=row["dest"],
+        dest=_fs_path(row["dest"]),
         moved=bool(row["moved"]),
+        dest_sig=row["dest_sig"],
         finished=row["finished"],
     )

@@ -100,7 +100,8 @@ class RowSink:
         text = render(records, self.field_names, self.fmt) if records else ""
         if self.fmt == "csv" and self.length > 0:
             text = text.split("\n", 1)[1] if "\n" in text else ""  # the header is already there
-        return text.encode("utf-8")
+        # A decoder's message may quote a file name that is not UTF-8: keep the line valid UTF-8.
+        return text.encode("utf-8", "backslashreplace")
 
     def _check_header(self) -> None:
         if self.fmt != "csv" or self.length == 0:

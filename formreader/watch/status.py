@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from formreader.errors import ConfigError
-from formreader.watch.daemon import daemon_pid
-from formreader.watch.files import list_inbox
+from formreader.watch.locks import daemon_pid
+from formreader.watch.files import display, list_inbox
 from formreader.watch.ledger import LEDGER_FILE, Entry, Ledger
 
 WINDOW = 300.0  # seconds of recent activity the "now" throughput is measured on
@@ -37,8 +37,8 @@ class WatchStatus:
         out = [
             f"state      {self.state}",
             f"daemon     {running}",
-            f"inbox      {self.meta.get('inbox', '?')}",
-            f"output     {self.meta.get('out', '?')}",
+            f"inbox      {display(self.meta.get('inbox', '?'))}",
+            f"output     {display(self.meta.get('out', '?'))}",
             f"done       {c.get('done', 0)}",
             f"failed     {c.get('failed', 0)}",
             f"pending    {self.pending} ({c.get('processing', 0)} in flight, {self.waiting} waiting in the inbox)",
@@ -51,7 +51,7 @@ class WatchStatus:
             for e in self.recent:
                 at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.finished or 0))
                 why = f"  ({e.error})" if e.error else ""
-                out.append(f"  {at}  {e.status:<6} {e.pages:>3} page(s)  {Path(e.dest).name}{why}")
+                out.append(f"  {at}  {e.status:<6} {e.pages:>3} page(s)  {display(Path(e.dest).name)}{why}")
         return out
 
 
@@ -73,7 +73,7 @@ def read_status(state: Path, recent: int = 10) -> WatchStatus:
         recent_pages, _, _ = ledger.pages_since(window_start)
         total_pages, _, _ = ledger.pages_since(started)
         entries = ledger.recent(recent)
-        in_flight = {r[0] for r in ledger.db.execute("SELECT path FROM files WHERE status = 'processing'")}
+        in_flight = {e.path for e in ledger.in_flight()}
     finally:
         ledger.close()
     pid = daemon_pid(state)
