@@ -12,14 +12,14 @@ Two things a hostile or unlucky input must not break:
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-
-import pandas as pd
 
 from formreader.errors import ConfigError
 from formreader.records import PageRecord
@@ -63,7 +63,14 @@ def render_rows(table: list[dict[str, object]], fmt: str, column_names: list[str
     CSV text may hold lone surrogates: encode it with `encode_text`."""
     if fmt == "csv":
         safe = [{k: neutralize(v) for k, v in r.items()} for r in table]
-        return pd.DataFrame(safe, columns=column_names).to_csv(index=False)
+        # The csv module, not pandas: pandas' arrow strings refuse surrogate-escaped names. CRLF line
+        # ends (RFC 4180): with "\n" alone a "\r" inside a cell (a file name) is left unquoted and
+        # readers split the row there.
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=column_names, lineterminator="\r\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(safe)
+        return buf.getvalue()
     if fmt == "json":
         return _escape_surrogates(json.dumps(table, ensure_ascii=False, indent=1)) + "\n"
     return "".join(_escape_surrogates(json.dumps(r, ensure_ascii=False)) + "\n" for r in table)
