@@ -177,7 +177,8 @@ class Scanner:
         file_records: list[PageRecord] = []  # finished pages of the file in progress
         for chunk in self._prepared(files, on_open):
             pending.append(chunk)
-            if sum(len(p.crops) for c in pending for p in c.pages) >= self.predictor.batch_size:
+            # Pages without crops (errors, other forms) count too: what waits here stays bounded.
+            if sum(max(len(p.crops), 1) for c in pending for p in c.pages) >= self.predictor.batch_size:
                 yield from self._flush(pending, file_records, on_file, on_page)
                 pending = []
         yield from self._flush(pending, file_records, on_file, on_page)
