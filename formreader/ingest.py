@@ -26,7 +26,7 @@ JPEG2000_SUFFIXES = {".jp2", ".j2k", ".jpf", ".jpx"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pnm", ".pgm", ".ppm", ".pbm"} | JPEG2000_SUFFIXES
 SUPPORTED_SUFFIXES = PDF_SUFFIXES | IMAGE_SUFFIXES
 DEFAULT_MAX_PIXELS = 60_000_000  # ~A3 at 600 dpi; anything larger is refused, not decoded
-PDF_CHUNK = 4  # pages rendered per poppler call: fewer process starts, few pages in memory
+PDF_CHUNK = 1  # pages per poppler call: one page image in memory at a time (a call costs ~10 ms)
 PDFINFO_TIMEOUT_S = 30  # poppler on a hostile file must not hang the batch
 RENDER_TIMEOUT_S = 120  # per poppler call (PDF_CHUNK pages)
 
@@ -243,7 +243,8 @@ def to_gray(img: Image.Image) -> np.ndarray:
     """Any Pillow image -> gray uint8 as a scanner operator would see it on paper: EXIF orientation
     applied, transparency flattened on white, 16/32-bit and float scaled to 8 bits, CMYK and
     palettes converted."""
-    img = ImageOps.exif_transpose(img) or img
+    if img.getexif().get(0x0112, 1) != 1:  # EXIF orientation: only then a (costly) transposed copy
+        img = ImageOps.exif_transpose(img)
     mode = img.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _scale_to_8bit(np.asarray(img), mode)

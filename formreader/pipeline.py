@@ -30,7 +30,7 @@ from formreader.segment import MARGIN_MM, cut_fields
 from formreader.template import Template
 
 log = logging.getLogger("formreader.pipeline")
-PAGES_PER_TASK = 4  # pages of one file per unit of work: big files spread over the workers, memory stays flat
+PAGES_PER_TASK = 2  # pages of one file per unit of work: big files spread over the workers, memory stays flat
 
 
 @dataclass(frozen=True)
