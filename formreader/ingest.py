@@ -10,6 +10,7 @@ before it is rendered or decoded, so one oversized page is one error row and its
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 from formreader.records import Page
 
 log = logging.getLogger("formreader.ingest")
+_LIBTIFF_SEEK = threading.Lock()
 
 PDF_SUFFIXES = {".pdf"}
 MULTI_PAGE_SUFFIXES = {".tif", ".tiff"}  # every frame is a page; other formats give their first frame
@@ -214,26 +216,36 @@ def _image_pages(path: Path, max_pixels: int, first: int, last: int | None) -> I
             yield _error(path, 1, f"damaged image ({_first_line(exc)})")
         return
     with img:
-        try:
-            count = int(getattr(img, "n_frames", 1)) if path.suffix.lower() in MULTI_PAGE_SUFFIXES else 1
-        except Exception as exc:  # noqa: BLE001
-            if first == 1:
-                yield _error(path, 1, f"damaged image ({_first_line(exc)})")
-            return
-        last = count if last is None else min(last, count)
-        for n in range(first, last + 1):
+        # Frames are reached by seeking, never counted here: counting walks every frame's
+        # directory, for each page range of a 500-frame TIFF.
+        multi = path.suffix.lower() in MULTI_PAGE_SUFFIXES
+        n = first
+        while (last is None or n <= last) and (multi or n == 1):
+            if img.tell() != n - 1:
+                try:
+                    img.seek(n - 1)
+                except EOFError:
+                    return  # past the last frame
+                except Exception as exc:  # noqa: BLE001 - a damaged directory: later frames are out of reach
+                    yield _error(path, n, f"damaged image ({_first_line(exc)})")
+                    return
             yield _image_frame(img, path, n, max_pixels)
+            n += 1
 
 
 def _image_frame(img: Image.Image, path: Path, n: int, max_pixels: int) -> Page:
-    """Frame n (1-based): its size is checked before a single pixel is decoded."""
+    """The current frame, page n: its size is checked before a single pixel is decoded."""
     try:
-        if n > 1 or getattr(img, "n_frames", 1) > 1:
-            img.seek(n - 1)
         w, h = img.size
         if w * h > max_pixels:
             return _error(path, n, f"image too large ({w}x{h}, over {max_pixels} pixels)")
-        img.load()
+        if n > 1 and img.format == "TIFF":
+            # libtiff maps the whole file and walks every frame's directory to reach frame n: one
+            # such decode at a time keeps that mapping (the file's size) from being held per thread.
+            with _LIBTIFF_SEEK:
+                img.load()
+        else:
+            img.load()
         return Page(str(path), n, to_gray(img))
     except Exception as exc:  # noqa: BLE001 - one damaged frame is one error row
         return _error(path, n, f"damaged image ({_first_line(exc)})")
