@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.scan_memory import WRAPPER  # noqa: E402
+from benchmarks.scan_memory import WRAPPER
 
 
 def run(args: list[str], cwd: Path) -> dict:

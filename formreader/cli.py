@@ -57,7 +57,7 @@ def _exit_codes(hint: str = ""):
     except KeyboardInterrupt:
         err.print(f"[bold red]interrupted[/]{hint}")
         raise typer.Exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # noqa: BLE001 - the edge: a bug must not look like "some pages failed"
+    except Exception as exc:  # the edge: a bug must not look like "some pages failed"
         raise _crash(exc, hint)
 
 

@@ -79,7 +79,7 @@ def page_count(path: Path) -> int:
         if path.suffix.lower() in MULTI_PAGE_SUFFIXES:
             with Image.open(path) as img:
                 return max(1, int(getattr(img, "n_frames", 1)))
-    except Exception:  # noqa: BLE001 - the read itself reports the cause on the file's row
+    except Exception:  # the read itself reports the cause on the file's row
         return 1
     return 1
 
@@ -189,7 +189,7 @@ def _render_pdf_run(path: Path, dpi: float, numbers: list[int]) -> Iterator[Page
             for n, img in zip(numbers, images):
                 yield Page(str(path), n, np.asarray(img.convert("L")))
             return
-    except Exception:  # noqa: BLE001 - poppler reports damage in many ways; retry page by page below
+    except Exception:  # poppler reports damage in many ways; retry page by page below
         pass
     if first == last:
         yield _error(path, first, "cannot render page (damaged PDF page)")
@@ -211,7 +211,7 @@ def _image_pages(path: Path, max_pixels: int, first: int, last: int | None) -> I
         if first == 1:
             yield _error(path, 1, f"image too large ({_first_line(exc)})")
         return
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on damaged headers
+    except Exception as exc:  # Pillow raises many types on damaged headers
         if first == 1:
             yield _error(path, 1, f"damaged image ({_first_line(exc)})")
         return
@@ -226,7 +226,7 @@ def _image_pages(path: Path, max_pixels: int, first: int, last: int | None) -> I
                     img.seek(n - 1)
                 except EOFError:
                     return  # past the last frame
-                except Exception as exc:  # noqa: BLE001 - a damaged directory: later frames are out of reach
+                except Exception as exc:  # a damaged directory: later frames are out of reach
                     yield _error(path, n, f"damaged image ({_first_line(exc)})")
                     return
             yield _image_frame(img, path, n, max_pixels)
@@ -247,7 +247,7 @@ def _image_frame(img: Image.Image, path: Path, n: int, max_pixels: int) -> Page:
         else:
             img.load()
         return Page(str(path), n, to_gray(img))
-    except Exception as exc:  # noqa: BLE001 - one damaged frame is one error row
+    except Exception as exc:  # one damaged frame is one error row
         return _error(path, n, f"damaged image ({_first_line(exc)})")
 
 

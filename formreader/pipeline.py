@@ -72,7 +72,7 @@ def prepare_pages(path: Path, template: Template, settings: PipelineSettings, al
         t0 = time.perf_counter()
         try:
             page = next(pages, None)
-        except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not stop the batch
+        except Exception as exc:  # a decoder bug on one file must not stop the batch
             log.exception("%s: reading page %d raised", path, number + 1)
             page = Page(str(path), number + 1, None, error=f"cannot read page ({type(exc).__name__}: {exc})")
             pages = iter(())
@@ -89,7 +89,7 @@ def prepare_pages(path: Path, template: Template, settings: PipelineSettings, al
 def _align_and_cut_safely(image, template: Template, aligner: Aligner, settings: PipelineSettings, record: PageRecord) -> list[FieldCrop]:
     try:
         return _align_and_cut(image, template, aligner, settings, record)
-    except Exception as exc:  # noqa: BLE001 - e.g. OpenCV on a degenerate page; the row says so
+    except Exception as exc:  # e.g. OpenCV on a degenerate page; the row says so
         log.exception("%s page %d: alignment or segmentation raised", record.file, record.page)
         record.error = f"cannot process page ({type(exc).__name__}: {exc})"
         return []

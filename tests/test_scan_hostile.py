@@ -46,7 +46,7 @@ def test_odd_and_hostile_file_names_given_by_bare_name(tmp_path: Path, form_png:
     assert result.exit_code == 0, result.output
     rows = _read_csv(tmp_path / "r.csv")
     assert [r["error"] for r in rows] == [""] * len(names)
-    written = [r["file"][1:] if r["file"].startswith("'") else r["file"] for r in rows]
+    written = [r["file"].removeprefix("'") for r in rows]
     assert [os.fsencode(n) for n in written] == [os.fsencode(n) for n in names]  # byte for byte
     assert rows[1]["file"] == "'=1+1.png" and rows[2]["file"].startswith("'=HYPERLINK")  # inert in a spreadsheet
     result = runner.invoke(app, ["scan", names[0], names[1], "--out", "r.jsonl", "--model", str(tiny_model)])
@@ -138,7 +138,7 @@ def test_crops_of_same_named_files_never_collide(tmp_path: Path, form_png: bytes
 def test_pages_of_one_file_stream_with_a_bounded_number_in_flight(tmp_path: Path, tiny_model: Path, monkeypatch):
     """A 60-frame TIFF: progress learns 60 pages up front, pages are finished one by one, and
     never more than a small window of them has been decoded but not yet finished."""
-    import formreader.pipeline as pipeline
+    from formreader import pipeline
     from formreader.pipeline import PAGES_PER_TASK, PipelineSettings, Scanner
     from formreader.recognize.predictor import RecognizerSettings, load_predictor
 
