@@ -1,11 +1,17 @@
 """The `formreader` command. Thin: options in, library calls, library errors -> exit codes.
 
 Exit codes: 0 all pages read; 1 some file or page failed (its row carries the error);
-2 bad usage, configuration, template or model.
+2 bad usage, configuration, template, model or output location (nothing was read);
+3 formreader crashed (a bug: one line on stderr, the traceback in a file it names); 130 interrupted.
 """
 
 from __future__ import annotations
 
+import sys
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,7 +21,7 @@ from rich.markup import escape
 
 from formreader.errors import FormreaderError
 
-EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 app = typer.Typer(
     help="Read handwritten forms (NOM, PRENOM, DATE DE NAISSANCE, ...) into clean CSV/JSON rows.",
@@ -42,6 +48,36 @@ def _fail(exc: FormreaderError) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+@contextmanager
+def _exit_codes(hint: str = ""):
+    """Library errors -> 2, Ctrl-C -> 130, anything unexpected -> 3 with the traceback in a file."""
+    try:
+        yield
+    except FormreaderError as exc:
+        raise _fail(exc)
+    except KeyboardInterrupt:
+        err.print(f"[bold red]interrupted[/]{hint}")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # the edge: a bug must not look like "some pages failed"
+        raise _crash(exc, hint)
+
+
+def _crash(exc: BaseException, hint: str = "") -> typer.Exit:
+    text = "".join(traceback.format_exception(exc))
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix=f"formreader-crash-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                         suffix=".log", delete=False, encoding="utf-8", errors="replace") as fh:
+            fh.write(f"formreader {' '.join(map(repr, sys.argv[1:]))}\n{text}")
+        where = f"traceback in {fh.name}"
+    except OSError:
+        where = "traceback follows"
+        sys.stderr.write(text)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    err.print(f"[bold red]formreader crashed[/] ({type(exc).__name__}: {first}); this is a bug, please report it; "
+              f"{where}{hint}", markup=True, highlight=False)
+    return typer.Exit(EXIT_CRASH)
+
+
 def _config(config: Optional[Path], **overrides):
     from formreader.config import load_config
 
@@ -62,24 +98,29 @@ def scan(
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
     review_threshold: ReviewOpt = None,
-    dpi: Annotated[Optional[float], typer.Option(help="Resolution PDFs are rendered at.")] = None,
+    dpi: Annotated[Optional[float], typer.Option(help="Resolution PDFs are rendered at (50-1200).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Record finished files in OUT.resume as they complete; after a crash or kill, the same command reads only the rest.")] = False,
 ) -> None:
     """Scan filled-in forms and write one row per page.
+
+    Exit codes: 0 every page read; 1 some pages failed (their rows say why); 2 bad options or
+    output location (nothing read); 3 crash (a bug; the traceback goes to a file); 130 Ctrl-C.
 
     Examples:
 
         formreader scan ./scans --out results.csv
 
         formreader scan a.pdf b.jpg --out results.jsonl --template ./my-form --crops ./crops
+
+        formreader scan ./archive --out archive.csv --resume    (run it again after a crash)
     """
     from formreader.commands.scan import run_scan
 
-    try:
+    hint = "; run the same command again to finish the rest" if resume else ""
+    with _exit_codes(hint):
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
                       decoder=decoder, lexicon=lexicon, review_threshold=review_threshold, dpi=dpi)
-        summary = run_scan(inputs, out, cfg, crops_dir=crops, console=err)
-    except FormreaderError as exc:
-        raise _fail(exc)
+        summary = run_scan(inputs, out, cfg, crops_dir=crops, console=err, resume=resume)
     raise typer.Exit(EXIT_FAILED_ITEMS if summary.failed else EXIT_OK)
 
 

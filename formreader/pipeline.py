@@ -1,7 +1,8 @@
 """The scan pipeline: files -> pages -> aligned pages -> field crops -> readings -> records.
 
 `prepare_file` is the per-file part (ingest, align, segment): a plain function of the file, the
-template and settings, safe to run in worker threads or on other machines. `Scanner` batches the
+template and settings (and optionally a page range), safe to run in worker threads or on other
+machines; pages stream through it one at a time. `Scanner` batches the
 crops of many pages and files through one recognizer call and turns readings into records.
 `scan`, `watch` and `benchmark` all go through `Scanner`.
 """
@@ -9,11 +10,12 @@ crops of many pages and files through one recognizer call and turns readings int
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +23,14 @@ import cv2
 
 from formreader.align import Aligner, AlignerSettings
 from formreader.fields import make_field
-from formreader.ingest import DEFAULT_MAX_PIXELS, read_pages
+from formreader.ingest import DEFAULT_MAX_PIXELS, iter_pages, page_count
 from formreader.recognize.predictor import Predictor, Reading, RecognizerSettings, load_predictor
-from formreader.records import FieldCrop, FieldResult, PageRecord, Timings
+from formreader.records import FieldCrop, FieldResult, Page, PageRecord, Timings
 from formreader.segment import MARGIN_MM, cut_fields
 from formreader.template import Template
+
+log = logging.getLogger("formreader.pipeline")
+PAGES_PER_TASK = 2  # pages of one file per unit of work: big files spread over the workers, memory stays flat
 
 
 @dataclass(frozen=True)
@@ -45,17 +50,49 @@ class PreparedPage:
     crops: list[FieldCrop] = field(default_factory=list)
 
 
-def prepare_file(path: Path, template: Template, settings: PipelineSettings, aligner: Aligner | None = None) -> list[PreparedPage]:
+def prepare_file(path: Path, template: Template, settings: PipelineSettings, aligner: Aligner | None = None,
+                 first: int = 1, last: int | None = None) -> list[PreparedPage]:
+    """Pages `first`..`last` (None: to the end) of one file, aligned and cut: the per-file unit of
+    work, a plain function of (file, template, settings) that threads, processes or Ray can map
+    over files or over page ranges of one file."""
+    return list(prepare_pages(path, template, settings, aligner, first, last))
+
+
+def prepare_pages(path: Path, template: Template, settings: PipelineSettings, aligner: Aligner | None = None,
+                  first: int = 1, last: int | None = None) -> Iterator[PreparedPage]:
+    """Like `prepare_file`, lazily: one page image in memory at a time (it is dropped once cut).
+
+    Never raises: a page that breaks ingest, alignment or segmentation becomes a page with an
+    error, so one bad page never stops a batch, and a file always gives at least one row.
+    """
     aligner = aligner or Aligner(template, settings.aligner)
-    t0 = time.perf_counter()
-    pages = read_pages(Path(path), dpi=settings.dpi, max_pixels=settings.max_pixels)
-    ingest_each = (time.perf_counter() - t0) / max(len(pages), 1)
-    prepared = []
-    for page in pages:
+    pages = iter_pages(Path(path), dpi=settings.dpi, max_pixels=settings.max_pixels, first=first, last=last)
+    number = first - 1
+    while True:
+        t0 = time.perf_counter()
+        try:
+            page = next(pages, None)
+        except Exception as exc:  # a decoder bug on one file must not stop the batch
+            log.exception("%s: reading page %d raised", path, number + 1)
+            page = Page(str(path), number + 1, None, error=f"cannot read page ({type(exc).__name__}: {exc})")
+            pages = iter(())
+        if page is None:
+            break
+        number = page.page
         record = PageRecord(file=page.file, page=page.page, error=page.error)
-        record.timings.add("ingest", ingest_each)
-        prepared.append(PreparedPage(record, _align_and_cut(page.image, template, aligner, settings, record)))
-    return prepared
+        record.timings.add("ingest", time.perf_counter() - t0)
+        yield PreparedPage(record, _align_and_cut_safely(page.image, template, aligner, settings, record))
+    if number < first and first == 1:
+        yield PreparedPage(PageRecord(file=str(path), page=1, error="no page could be read from this file"))
+
+
+def _align_and_cut_safely(image, template: Template, aligner: Aligner, settings: PipelineSettings, record: PageRecord) -> list[FieldCrop]:
+    try:
+        return _align_and_cut(image, template, aligner, settings, record)
+    except Exception as exc:  # e.g. OpenCV on a degenerate page; the row says so
+        log.exception("%s page %d: alignment or segmentation raised", record.file, record.page)
+        record.error = f"cannot process page ({type(exc).__name__}: {exc})"
+        return []
 
 
 def _align_and_cut(image, template: Template, aligner: Aligner, settings: PipelineSettings, record: PageRecord) -> list[FieldCrop]:
@@ -123,43 +160,85 @@ class Scanner:
         self.workers = max(1, workers)
         self.aligner = Aligner(template, settings.aligner)
 
-    def scan(self, files: Iterable[Path], on_file: Callable[[Path, list[PageRecord]], None] | None = None) -> Iterator[PageRecord]:
-        """Yield records file by file, in input order; `on_file` is called as each file completes."""
-        pending: list[tuple[Path, list[PreparedPage]]] = []
-        for item in self._prepared(files):
-            pending.append(item)
-            if sum(len(p.crops) for _, pages in pending for p in pages) >= self.predictor.batch_size:
-                yield from self._flush(pending, on_file)
-                pending = []
-        yield from self._flush(pending, on_file)
+    def scan(
+        self,
+        files: Iterable[Path],
+        on_file: Callable[[Path, list[PageRecord]], None] | None = None,
+        on_open: Callable[[Path, int], None] | None = None,
+        on_page: Callable[[PageRecord], None] | None = None,
+    ) -> Iterator[PageRecord]:
+        """Yield records page by page, in input order.
 
-    def _prepared(self, files: Iterable[Path]) -> Iterator[tuple[Path, list[PreparedPage]]]:
-        """prepare_file over the files in worker threads, in order, a bounded window ahead.
-
-        OpenCV and poppler release the GIL, so threads overlap page work with recognition; the
-        window keeps memory flat on folders of any size.
+        `on_open(path, pages)` is called when a file's page count is known (before its pages are
+        read), `on_page(record)` as each page is finished, `on_file(path, records)` as each file
+        is complete (all its pages finished, crops saved).
         """
-        window: deque = deque()
+        pending: list[_Chunk] = []
+        file_records: list[PageRecord] = []  # finished pages of the file in progress
+        for chunk in self._prepared(files, on_open):
+            pending.append(chunk)
+            # Pages without crops (errors, other forms) count too: what waits here stays bounded.
+            if sum(max(len(p.crops), 1) for c in pending for p in c.pages) >= self.predictor.batch_size:
+                yield from self._flush(pending, file_records, on_file, on_page)
+                pending = []
+        yield from self._flush(pending, file_records, on_file, on_page)
+
+    def _prepared(self, files: Iterable[Path], on_open) -> Iterator[_Chunk]:
+        """prepare_file over page ranges of the files in worker threads, in order, a bounded
+        number of ranges ahead.
+
+        A big file is split into ranges of PAGES_PER_TASK pages, so its pages spread over the
+        workers and only about 2 x workers x PAGES_PER_TASK pages are in flight, whatever the size
+        of the files or of the folder. OpenCV and poppler release the GIL, so threads overlap page
+        work with recognition.
+        """
+        window: deque[tuple[_Chunk, Future]] = deque()
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             for f in files:
-                window.append((Path(f), pool.submit(prepare_file, f, self.template, self.settings, self.aligner)))
-                if len(window) > 2 * self.workers:
-                    path, future = window.popleft()
-                    yield path, future.result()
+                path = Path(f)
+                count = page_count(path)
+                if on_open is not None:
+                    on_open(path, count)
+                for first in range(1, count + 1, PAGES_PER_TASK):
+                    final = first + PAGES_PER_TASK > count
+                    # The final range reads to the end: a count that fell short loses no page.
+                    last = None if final else first + PAGES_PER_TASK - 1
+                    future = pool.submit(prepare_file, path, self.template, self.settings, self.aligner, first, last)
+                    window.append((_Chunk(path, final), future))
+                    if len(window) > 2 * self.workers:
+                        yield _harvest(*window.popleft())
             while window:
-                path, future = window.popleft()
-                yield path, future.result()
+                yield _harvest(*window.popleft())
 
-    def _flush(self, pending, on_file) -> Iterator[PageRecord]:
-        pages = [p for _, file_pages in pending for p in file_pages]
+    def _flush(self, pending: list[_Chunk], file_records: list[PageRecord], on_file, on_page) -> Iterator[PageRecord]:
+        pages = [p for c in pending for p in c.pages]
         finish_pages(pages, self.predictor, self.settings)
         if self.crops_dir is not None:
             save_crops(pages, self.crops_dir)
-        for path, file_pages in pending:
-            records = [p.record for p in file_pages]
-            if on_file is not None:
-                on_file(path, records)
-            yield from records
+        for chunk in pending:
+            for page in chunk.pages:
+                file_records.append(page.record)
+                if on_page is not None:
+                    on_page(page.record)
+            if chunk.final:
+                if on_file is not None:
+                    on_file(chunk.path, list(file_records))
+                file_records.clear()
+        yield from (p.record for p in pages)
+
+
+@dataclass
+class _Chunk:
+    """A page range of one file, prepared; `final` when it is the file's last range."""
+
+    path: Path
+    final: bool
+    pages: list[PreparedPage] = field(default_factory=list)
+
+
+def _harvest(chunk: _Chunk, future: Future) -> _Chunk:
+    chunk.pages = future.result()
+    return chunk
 
 
 def crop_path(directory: Path, file: str, page: int, name: str) -> Path:

@@ -1,20 +1,32 @@
-"""Write records as CSV, JSON or JSONL, atomically (a crash never leaves a half-written file)."""
+"""Write records as CSV, JSON or JSONL, atomically (a crash never leaves a half-written file).
+
+Two things a hostile or unlucky input must not break:
+
+* CSV injection: a text cell a spreadsheet would evaluate (starting with `=`, `+`, `-`, `@`, tab
+  or carriage return: a file named `=HYPERLINK(...).png`, a misread name) gets a leading `'` in
+  CSV, in every column, as OWASP recommends; numbers stay numbers. JSON/JSONL keep raw values.
+* File names that are not valid UTF-8: Python holds their odd bytes as lone surrogates
+  (surrogateescape). CSV writes those bytes back unchanged; JSON/JSONL write them as `\\udcXX`
+  escapes (valid JSON). Either way `os.fsencode(value)` gives the original name's bytes.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-
-import pandas as pd
 
 from formreader.errors import ConfigError
 from formreader.records import PageRecord
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV injection"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def output_format(path: Path) -> str:
@@ -28,19 +40,50 @@ def rows(records: Iterable[PageRecord], field_names: list[str]) -> list[dict[str
     return [r.row(field_names) for r in records]
 
 
+def columns(field_names: list[str]) -> list[str]:
+    return list(PageRecord(file="", page=0).row(field_names))
+
+
+def neutralize(value: object) -> object:
+    """A string a spreadsheet would evaluate as a formula, made inert with a leading `'`.
+
+    "-12" in a text column gets the quote too: formreader's text columns hold names, dates and
+    paths, and a leading minus there is text. Numbers (page, confidences) are never touched."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def render(records: Iterable[PageRecord], field_names: list[str], fmt: str) -> str:
-    columns = list(PageRecord(file="", page=0).row(field_names))
-    return render_rows(rows(records, field_names), fmt, columns)
+    return render_rows(rows(records, field_names), fmt, columns(field_names))
 
 
 def render_rows(table: list[dict[str, object]], fmt: str, column_names: list[str]) -> str:
-    """Rows (dicts in column order) as CSV, JSON or JSONL text; `apply` writes edited rows through this."""
+    """Row dicts (as `PageRecord.row` makes them) -> the text of a CSV, JSON or JSONL file.
+    CSV text may hold lone surrogates: encode it with `encode_text`."""
     if fmt == "csv":
-        # object dtype: pandas' Arrow strings refuse a file name that is not UTF-8 (a surrogate)
-        return pd.DataFrame(table, columns=column_names, dtype=object).to_csv(index=False)
+        safe = [{k: neutralize(v) for k, v in r.items()} for r in table]
+        # The csv module, not pandas: pandas' arrow strings refuse surrogate-escaped names. CRLF line
+        # ends (RFC 4180): with "\n" alone a "\r" inside a cell (a file name) is left unquoted and
+        # readers split the row there.
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=column_names, lineterminator="\r\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(safe)
+        return buf.getvalue()
     if fmt == "json":
-        return json.dumps(table, ensure_ascii=False, indent=1) + "\n"
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table)
+        return _escape_surrogates(json.dumps(table, ensure_ascii=False, indent=1)) + "\n"
+    return "".join(_escape_surrogates(json.dumps(r, ensure_ascii=False)) + "\n" for r in table)
+
+
+def _escape_surrogates(json_text: str) -> str:
+    # Lone surrogates only occur inside JSON strings, where \uXXXX is their valid spelling.
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
+
+
+def encode_text(text: str) -> bytes:
+    """UTF-8, with the surrogate-escaped bytes of non-UTF-8 file names written back as they were."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -50,10 +93,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
-        # surrogateescape: a file name that is not UTF-8 is written as its own bytes and reads back
-        # identical (crop_path hashes those bytes), instead of failing the whole batch.
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(encode_text(text))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

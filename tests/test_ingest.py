@@ -80,3 +80,148 @@ def test_oversized_pages_are_refused_before_decoding(tmp_path: Path):
 
 def test_missing_file(tmp_path: Path):
     assert read_pages(tmp_path / "nope.pdf")[0].error == "file not found"
+
+
+# --- every format a scanner writes -------------------------------------------------------
+
+def _form_rgb(h: int = 300, w: int = 200) -> np.ndarray:
+    return np.stack([np.asarray(_page(h, w))] * 3, axis=-1)
+
+
+def _ink_on_transparent(mode: str) -> Image.Image:
+    """A black bar on a fully transparent background whose hidden colour is black too: read
+    naively (alpha dropped) the page is all black."""
+    rgba = np.zeros((300, 200, 4), np.uint8)
+    rgba[50:60, 20:180, 3] = 255
+    return Image.fromarray(rgba, "RGBA").convert(mode)
+
+
+def _exif_rotated(path: Path) -> None:
+    img = _page(300, 200).transpose(Image.Transpose.ROTATE_90)  # stored sideways (200 high, 300 wide)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    img.save(path, exif=exif, quality=90)
+
+
+SCANNER_FORMATS = {
+    "bilevel.png": lambda p: _page().convert("1").save(p),
+    "bilevel-g4.tif": lambda p: _page().convert("1").save(p, compression="group4"),
+    "gray8.png": lambda p: _page().save(p),
+    "gray16.png": lambda p: Image.fromarray(np.asarray(_page()).astype(np.uint16) * 257).save(p),
+    "gray16.tif": lambda p: Image.fromarray(np.asarray(_page()).astype(np.uint16) * 257).save(p),
+    "float.tif": lambda p: Image.fromarray(np.asarray(_page()).astype(np.float32) / 255).save(p),
+    "rgb.jpg": lambda p: Image.fromarray(_form_rgb()).save(p, quality=90),
+    "rgba.png": lambda p: _ink_on_transparent("RGBA").save(p),
+    "la.png": lambda p: _ink_on_transparent("LA").save(p),
+    "palette-transparent.png": lambda p: _ink_on_transparent("RGBA").convert("P", palette=Image.Palette.ADAPTIVE).save(p, transparency=0),
+    "palette.gif.png": lambda p: Image.fromarray(_form_rgb()).convert("P").save(p),
+    "cmyk.jpg": lambda p: Image.fromarray(_form_rgb()).convert("CMYK").save(p, quality=90),
+    "cmyk.tif": lambda p: Image.fromarray(_form_rgb()).convert("CMYK").save(p),
+    "exif-rotated.jpg": _exif_rotated,
+    "gray.pgm": lambda p: _page().save(p),
+    "rgb.ppm": lambda p: Image.fromarray(_form_rgb()).save(p),
+    "gray.webp": lambda p: _page().save(p, lossless=True),
+    "gray.bmp": lambda p: _page().save(p),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCANNER_FORMATS))
+def test_every_scanner_format_reads_as_ink_on_white_paper(tmp_path: Path, name: str):
+    path = tmp_path / name
+    SCANNER_FORMATS[name](path)
+    (page,) = read_pages(path)
+    assert page.error == "" and page.image.dtype == np.uint8 and page.image.shape == (300, 200), page.error
+    assert page.image[55, 20:180].mean() < 60, "the bar is dark"
+    assert page.image[100:300].mean() > 240, "the paper is white"
+
+
+@pytest.mark.skipif(not __import__("PIL.features").features.check("jpg_2000"), reason="Pillow without OpenJPEG")
+def test_jpeg_2000(tmp_path: Path):
+    _page().save(tmp_path / "scan.jp2")
+    (page,) = read_pages(tmp_path / "scan.jp2")
+    assert page.error == "" and page.image[55, 20:180].mean() < 60 and page.image[100:].mean() > 240
+
+
+def test_multi_frame_tiff_with_mixed_frame_sizes(tmp_path: Path):
+    frames = [_page(300, 200), _page(600, 400).convert("1"), Image.fromarray(_form_rgb(150, 100))]
+    frames[0].save(tmp_path / "mixed.tif", save_all=True, append_images=frames[1:])
+    pages = read_pages(tmp_path / "mixed.tif")
+    assert [p.image.shape for p in pages] == [(300, 200), (600, 400), (150, 100)]
+    assert all(p.error == "" and p.image.min() < 50 for p in pages)
+
+
+# --- the pixel limit applies to every page and frame, before decoding ----------------------
+
+def _patch_tiff_frame_size(path: Path, frame: int, width: int, height: int) -> None:
+    """Make frame `frame` (0-based) claim width x height in its IFD: a hostile header."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    assert data[:2] == b"II"
+    offset = struct.unpack_from("<I", data, 4)[0]
+    for _ in range(frame):
+        (n,) = struct.unpack_from("<H", data, offset)
+        offset = struct.unpack_from("<I", data, offset + 2 + 12 * n)[0]
+    (n,) = struct.unpack_from("<H", data, offset)
+    for i in range(n):
+        entry = offset + 2 + 12 * i
+        tag, kind = struct.unpack_from("<HH", data, entry)
+        if tag in (256, 257):
+            value = width if tag == 256 else height
+            struct.pack_into("<H" if kind == 3 else "<I", data, entry + 8, value)
+    path.write_bytes(bytes(data))
+
+
+def test_an_oversized_tiff_frame_is_one_error_row_and_its_neighbours_are_read(tmp_path: Path):
+    path = tmp_path / "three.tif"
+    _page().save(path, save_all=True, append_images=[_page(77, 123), _page()])
+    _patch_tiff_frame_size(path, 1, 30000, 30000)
+    pages = read_pages(path)
+    assert [p.page for p in pages] == [1, 2, 3]
+    assert "too large" in pages[1].error and "30000x30000" in pages[1].error and pages[1].image is None
+    assert pages[0].error == pages[2].error == "" and pages[2].image.shape == (300, 200)
+
+
+def test_an_oversized_pdf_page_is_one_error_row_and_its_neighbours_are_read(tmp_path: Path):
+    path = tmp_path / "huge-second-page.pdf"
+    small = _page().convert("RGB")
+    huge = Image.new("RGB", (1969, 1969), "white")  # at 10 dpi: 5 m x 5 m, 1.5 G pixels at 200 dpi
+    small.save(path, save_all=True, append_images=[huge, _page().convert("RGB")], resolution=10)
+    pages = read_pages(path, dpi=20, max_pixels=1_000_000)  # small pages: 400 x 600 px; page 2: 15 M
+    assert [p.page for p in pages] == [1, 2, 3]
+    assert "too large" in pages[1].error and "5001 x 5001 mm" in pages[1].error
+    assert pages[0].error == pages[2].error == "" and pages[0].image.shape == (600, 400)
+
+
+def test_pdf_pages_render_their_crop_box_whatever_the_media_box_claims(tmp_path: Path):
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import RectangleObject
+
+    plain = tmp_path / "plain.pdf"
+    _page().convert("RGB").save(plain, resolution=72)
+    writer = PdfWriter()
+    for page in PdfReader(plain).pages:
+        page.mediabox = RectangleObject([0, 0, 14000, 14000])  # what poppler renders by default
+        page.cropbox = RectangleObject([0, 0, 200, 300])  # what pdfinfo reports and viewers show
+        writer.add_page(page)
+    writer.write(tmp_path / "boxes.pdf")
+    (page,) = read_pages(tmp_path / "boxes.pdf", dpi=72, max_pixels=1_000_000)
+    assert page.error == "" and page.image.shape == (300, 200)
+
+
+# --- streaming ------------------------------------------------------------------------------
+
+def test_pages_stream_in_ranges_and_counts_come_without_decoding(tmp_path: Path):
+    from formreader.ingest import iter_pages, page_count
+
+    frames = [_page() for _ in range(6)]
+    frames[0].save(tmp_path / "six.tif", save_all=True, append_images=frames[1:])
+    frames[0].convert("RGB").save(tmp_path / "six.pdf", save_all=True, append_images=[f.convert("RGB") for f in frames[1:]], resolution=100)
+    for name in ("six.tif", "six.pdf"):
+        path = tmp_path / name
+        assert page_count(path) == 6
+        stream = iter_pages(path, dpi=100, first=3, last=5)
+        assert not isinstance(stream, list)
+        assert [p.page for p in stream] == [3, 4, 5]
+        assert [p.page for p in iter_pages(path, dpi=100, first=5)] == [5, 6]
+    assert page_count(tmp_path / "missing.pdf") == 1 and page_count(tmp_path) == 1

@@ -35,3 +35,52 @@ def test_unknown_extension_is_refused(tmp_path: Path):
     with pytest.raises(ConfigError, match=".csv, .json or .jsonl"):
         write_records(tmp_path / "r.xlsx", [record("X")], ["NOM"])
     assert not list(tmp_path.iterdir())
+
+
+HOSTILE = ["=1+1", '=HYPERLINK("http://x","y")', "+33 6", "-12", "@SUM(A1)", "\tTAB", "\rCR"]
+
+
+def test_csv_neutralizes_formulas_in_every_column_and_json_keeps_raw_values(tmp_path: Path):
+    import pandas as pd
+
+    records = []
+    for value in HOSTILE:
+        rec = record(value)
+        rec.file = value + ".png"
+        rec.error = value
+        records.append(rec)
+    write_records(tmp_path / "r.csv", records, ["NOM"])
+    df = pd.read_csv(tmp_path / "r.csv", keep_default_na=False, dtype=str)
+    for column in ("file", "NOM", "error"):
+        assert all(cell.startswith("'") for cell in df[column]), df[column].tolist()
+        assert [cell[1:] for cell in df[column]] == [r.row(["NOM"])[column] for r in records]
+    assert df.NOM_confidence.tolist() == ["0.91"] * len(HOSTILE)  # numbers stay numbers
+    for suffix in (".json", ".jsonl"):
+        write_records(tmp_path / f"r{suffix}", records, ["NOM"])
+        text = (tmp_path / f"r{suffix}").read_text()
+        table = json.loads(text) if suffix == ".json" else [json.loads(line) for line in text.splitlines()]
+        assert [row["NOM"] for row in table] == HOSTILE and [row["file"] for row in table] == [v + ".png" for v in HOSTILE]
+
+
+ODD_NAMES = [os.fsdecode(b"scans/a\xffb\xe9.png"), 'with "quotes", commas.pdf', "new\nline\r.tif", "ok-é.png"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
+def test_any_file_name_round_trips_to_its_bytes(tmp_path: Path, suffix: str):
+    import csv
+
+    records = []
+    for name in ODD_NAMES:
+        rec = record("MARTIN")
+        rec.file = name
+        records.append(rec)
+    out = tmp_path / f"r{suffix}"
+    write_records(out, records, ["NOM"])
+    if suffix == ".csv":
+        with open(out, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            names = [row["file"] for row in csv.DictReader(fh)]
+    else:
+        text = out.read_text(encoding="utf-8")  # strictly valid UTF-8: odd bytes are \udcXX escapes
+        table = json.loads(text) if suffix == ".json" else [json.loads(line) for line in text.splitlines()]
+        names = [row["file"] for row in table]
+    assert [os.fsencode(n) for n in names] == [os.fsencode(n) for n in ODD_NAMES]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pandas as pd
 from rich.console import Console
 
 from formreader.config import Config
@@ -13,7 +12,7 @@ from formreader.crops import read_crops
 from formreader.errors import InputError
 from formreader.ingest import IMAGE_SUFFIXES, discover, read_pages
 from formreader.recognize.predictor import load_predictor
-from formreader.writers import atomic_write_text
+from formreader.writers import atomic_write_text, render_rows
 
 CHUNK = 512  # crops decoded and read at a time: bounded memory on large folders
 
@@ -32,7 +31,8 @@ def run_read(inputs: list[Path], out: Path, cfg: Config, kind: str = "text", con
             rows.extend(_read_chunk(files[i : i + CHUNK], predictor, kind))
             status.update(f"reading crops: {len(rows)}/{len(files)}")
     seconds = time.perf_counter() - start
-    atomic_write_text(out, pd.DataFrame(rows, columns=["file", "text", "confidence", "error"]).to_csv(index=False))
+    # Same CSV rules as scan: formula-like cells neutralized, any file name round-trips.
+    atomic_write_text(out, render_rows(rows, "csv", ["file", "text", "confidence", "error"]))
     failed = sum(1 for r in rows if r["error"])
     console.print(f"{len(rows)} crops read in {seconds:.2f} s ({len(rows) / max(seconds, 1e-9):.0f} crops/s), {failed} failed → {out}")
     return failed
