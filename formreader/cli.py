@@ -49,8 +49,9 @@ def _config(config: Optional[Path], **overrides):
 
 @app.command()
 def scan(
-    inputs: Annotated[list[Path], typer.Argument(help="PDF/image files or folders (searched recursively).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv, .json or .jsonl.")],
+    # str, not Path: pathlib would fold "s3://bucket/key" into "s3:/bucket/key".
+    inputs: Annotated[list[str], typer.Argument(help="PDF/image files or folders (searched recursively); with --engine ray also s3://, gs://, file:// URIs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv, .json, .jsonl or .parquet.")],
     crops: Annotated[Optional[Path], typer.Option("--crops", help="Save every field crop here for human review.", file_okay=False)] = None,
     config: ConfigOpt = None,
     template: TemplateOpt = None,
@@ -62,6 +63,9 @@ def scan(
     lexicon: LexiconOpt = None,
     review_threshold: ReviewOpt = None,
     dpi: Annotated[Optional[float], typer.Option(help="Resolution PDFs are rendered at.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads (local) or Ray actors on a local Ray reading and aligning files.", min=1)] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="local (this process) or ray (Ray Data: a local Ray, or the cluster at --ray-address; needs formreader[ray]).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to run on (default: $RAY_ADDRESS, else a Ray started for this run).")] = None,
 ) -> None:
     """Scan filled-in forms and write one row per page.
 
@@ -70,12 +74,15 @@ def scan(
         formreader scan ./scans --out results.csv
 
         formreader scan a.pdf b.jpg --out results.jsonl --template ./my-form --crops ./crops
+
+        RAY_ADDRESS=auto formreader scan s3://bucket/scans --out results.parquet --engine ray
     """
     from formreader.commands.scan import run_scan
 
     try:
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, review_threshold=review_threshold, dpi=dpi)
+                      decoder=decoder, lexicon=lexicon, review_threshold=review_threshold, dpi=dpi, workers=workers,
+                      engine=engine, ray_address=ray_address)
         summary = run_scan(inputs, out, cfg, crops_dir=crops, console=err)
     except FormreaderError as exc:
         raise _fail(exc)

@@ -1,4 +1,4 @@
-"""Write records as CSV, JSON or JSONL, atomically (a crash never leaves a half-written file)."""
+"""Write records as CSV, JSON, JSONL or Parquet, atomically (a crash never leaves a half-written file)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,18 @@ import pandas as pd
 from formreader.errors import ConfigError
 from formreader.records import PageRecord
 
-FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
+FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 
 def output_format(path: Path) -> str:
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise ConfigError(f"{path}: output must end in .csv, .json or .jsonl")
+        raise ConfigError(f"{path}: output must end in .csv, .json, .jsonl or .parquet")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401  (pandas writes Parquet through it)
+        except ImportError:
+            raise ConfigError(f"{path}: Parquet output needs pyarrow: pip install 'formreader[ray]'") from None
     return fmt
 
 
@@ -27,11 +32,15 @@ def rows(records: Iterable[PageRecord], field_names: list[str]) -> list[dict[str
     return [r.row(field_names) for r in records]
 
 
+def frame(records: Iterable[PageRecord], field_names: list[str]) -> pd.DataFrame:
+    columns = list(PageRecord(file="", page=0).row(field_names))
+    return pd.DataFrame(rows(records, field_names), columns=columns)
+
+
 def render(records: Iterable[PageRecord], field_names: list[str], fmt: str) -> str:
-    table = rows(records, field_names)
     if fmt == "csv":
-        columns = list(PageRecord(file="", page=0).row(field_names))
-        return pd.DataFrame(table, columns=columns).to_csv(index=False)
+        return frame(records, field_names).to_csv(index=False)
+    table = rows(records, field_names)
     if fmt == "json":
         return json.dumps(table, ensure_ascii=False, indent=1) + "\n"
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table)
@@ -39,13 +48,17 @@ def render(records: Iterable[PageRecord], field_names: list[str], fmt: str) -> s
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it."""
+    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -61,4 +74,9 @@ def _umask() -> int:
 
 
 def write_records(path: Path, records: Iterable[PageRecord], field_names: list[str]) -> None:
-    atomic_write_text(path, render(records, field_names, output_format(path)))
+    fmt = output_format(path)
+    if fmt == "parquet":  # columnar and compressed: for runs of millions of rows
+        table = frame(records, field_names)
+        _atomic_write(path, lambda fh: table.to_parquet(fh, index=False))
+    else:
+        atomic_write_text(path, render(records, field_names, fmt))

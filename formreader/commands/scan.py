@@ -11,8 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from formreader.config import Config
+from formreader.engines import check_engine, discover_inputs
 from formreader.errors import InputError
-from formreader.ingest import discover
 from formreader.pipeline import Scanner
 from formreader.recognize.predictor import load_predictor
 from formreader.records import PageRecord, Timings
@@ -36,21 +36,26 @@ class ScanSummary:
         self.timings.merge(record.timings)
 
 
-def run_scan(inputs: list[Path], out: Path, cfg: Config, crops_dir: Path | None = None, console: Console | None = None) -> ScanSummary:
+def run_scan(inputs: list[Path | str], out: Path, cfg: Config, crops_dir: Path | None = None, console: Console | None = None) -> ScanSummary:
     console = console or Console(stderr=True)
     output_format(out)  # refuse a bad extension before any work
-    files = discover(inputs)
+    files = discover_inputs(inputs, check_engine(cfg.engine))
     if not files:
         raise InputError(f"no PDF or image files found in {', '.join(map(str, inputs))}")
     template = Template.load(cfg.template)
-    scanner = Scanner(template, load_predictor(cfg.model, cfg.recognizer()), cfg.pipeline(), crops_dir, cfg.workers)
+    if cfg.engine == "ray":  # imported only here: the default install and path never load Ray
+        from formreader.engines.ray_engine import RayScanner
+
+        scanner = RayScanner(template, cfg, crops_dir)
+    else:
+        scanner = Scanner(template, load_predictor(cfg.model, cfg.recognizer()), cfg.pipeline(), crops_dir, cfg.workers)
     summary = ScanSummary(files=len(files))
     records: list[PageRecord] = []
     start = time.perf_counter()
     with _progress(console) as progress:
         task = progress.add_task("scanning", total=len(files), pages=0, rate=0.0)
 
-        def on_file(path: Path, recs: list[PageRecord]) -> None:
+        def on_file(path: Path | str, recs: list[PageRecord]) -> None:
             for r in recs:
                 summary.add(r)
             rate = summary.pages / max(time.perf_counter() - start, 1e-6)
