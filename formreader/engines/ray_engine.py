@@ -33,6 +33,7 @@ from formreader.records import PageRecord
 from formreader.template import Template
 
 log = logging.getLogger("formreader.ray")
+CPUS_PER_RECOGNIZER = 6
 
 
 def _assigned(resource: str) -> float:
@@ -124,9 +125,9 @@ class Plan:
         if cfg.device == "cuda" and not gpus:
             raise ConfigError("--device cuda: the Ray cluster has no GPU")
         use_gpu = gpus > 0 and cfg.device != "cpu"
-        # Recognition is ~15% of a page's CPU time (README, "Past one machine"): one recognizer per
-        # 8 CPUs keeps it off the critical path; on GPUs one actor per GPU.
-        recognizers = gpus if use_gpu else max(1, cpus // 8)
+        # Recognition is 13-19% of a page's CPU time (README, "Past one machine"): one recognizer
+        # per 6 CPUs keeps up with the other 5; on GPUs one actor per GPU.
+        recognizers = gpus if use_gpu else max(1, round(cpus / CPUS_PER_RECOGNIZER))
         return cls(
             preparers=max(1, cpus - recognizers),
             recognizers=recognizers,
@@ -152,7 +153,8 @@ def connect(cfg: Config) -> bool:
         if address:
             ray.init(address=address, **quiet)
         else:
-            ray.init(num_cpus=cfg.workers + 1, **quiet)  # --workers preparers + one recognizer, as locally
+            # "local": a new Ray for this run, even where `ray start` left a cluster on this machine.
+            ray.init(address="local", num_cpus=cfg.workers + 1, **quiet)  # --workers preparers + a recognizer
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(f"cannot {'connect to Ray at ' + address if address else 'start a local Ray'}: {_line(exc)}") from exc
     return True

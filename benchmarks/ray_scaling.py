@@ -1,0 +1,134 @@
+"""Local engine vs Ray engine on one machine, same set, same run; Ray start-up; per-stage costs.
+
+    python benchmarks/ray_scaling.py SET [--repeats 2] [--report out/ray_scaling.json]
+
+SET is a folder of forms (e.g. `formreader synth out/ray-bench --pages 40 --names fonts`).
+Every configuration runs through the real CLI in a fresh process, interleaved, `--repeats` times:
+local and Ray with 1 and 2 preparing workers, on SET and on a one-page copy of it. The one-page
+run is the fixed cost (process, model, Ray start-up, actor start-up); (pages - 1) / (wall - wall
+of one page) is the marginal throughput. Per-stage costs (the input of README's scaling model)
+come from the local pipeline in this process: seconds per page per stage, and the bytes a page
+puts in Ray's object store (pickled PreparedPage) and brings back to the driver (PageRecord).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from formreader.ingest import discover  # noqa: E402
+from formreader.pipeline import Scanner, finish_pages, prepare_file  # noqa: E402
+from formreader.recognize.predictor import load_predictor  # noqa: E402
+from formreader.template import Template  # noqa: E402
+
+CONFIGS = [("local", 1), ("local", 2), ("ray", 1), ("ray", 2)]
+
+
+def cli_run(inputs: Path, engine: str, workers: int, out: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "formreader", "scan", str(inputs), "--out", str(out), "--engine", engine, "--workers", str(workers)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return wall
+
+
+def stage_costs(files: list[Path]) -> dict:
+    """Seconds per page per stage (one worker) and the bytes a page moves between Ray actors."""
+    template = Template.load()
+    predictor = load_predictor()
+    scanner = Scanner(template, predictor, workers=1)
+    records = list(scanner.scan(files))
+    pages = len(records)
+    per_stage = {s: sum(r.timings.seconds.get(s, 0.0) for r in records) / pages for s in records[0].timings.seconds}
+    prepared = [p for f in files for p in prepare_file(f, template, scanner.settings, scanner.aligner)]
+    blobs = [pickle.dumps(p, protocol=5) for p in prepared]
+    finish_pages(prepared, predictor, scanner.settings)
+    record_blobs = [pickle.dumps(p.record, protocol=5) for p in prepared]
+    t0 = time.perf_counter()
+    for b in record_blobs:
+        pickle.loads(b)
+    unpickle = (time.perf_counter() - t0) / len(record_blobs)
+    return {
+        "pages": pages,
+        "seconds_per_page": per_stage,
+        "prepared_page_bytes": statistics.mean(map(len, blobs)),
+        "record_bytes": statistics.mean(map(len, record_blobs)),
+        "driver_unpickle_s_per_record": unpickle,
+    }
+
+
+def ray_start_stop() -> dict:
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    t1 = time.perf_counter()
+    ray.shutdown()
+    return {"ray_init_s": t1 - t0, "ray_shutdown_s": time.perf_counter() - t1}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("set", type=Path)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--report", type=Path, default=ROOT / "out" / "ray_scaling.json")
+    args = ap.parse_args()
+    files = discover([args.set])
+    work = Path(tempfile.mkdtemp(prefix="ray-scaling-"))
+    one = work / "one"
+    one.mkdir()
+    first = next(f for f in files if f.suffix == ".png")
+    shutil.copy(first, one / first.name)
+    report: dict = {"set": str(args.set), "files": len(files), "loadavg_start": os.getloadavg(), "runs": []}
+    report["stages"] = stage_costs(files)
+    pages = report["stages"]["pages"]
+    print(f"{len(files)} files, {pages} pages; per-page stage seconds: "
+          + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in report["stages"]["seconds_per_page"].items()), flush=True)
+    report["ray_start"] = ray_start_stop()
+    print(f"ray.init {report['ray_start']['ray_init_s']:.1f} s, shutdown {report['ray_start']['ray_shutdown_s']:.1f} s", flush=True)
+    for rep in range(args.repeats):
+        for engine, workers in CONFIGS:
+            for name, inputs in (("one", one), ("set", args.set)):
+                load = os.getloadavg()[0]
+                wall = cli_run(inputs, engine, workers, work / f"{engine}{workers}-{name}.csv")
+                report["runs"].append({"rep": rep, "engine": engine, "workers": workers, "input": name, "wall_s": wall, "load1": load})
+                print(f"rep {rep} {engine:5} workers={workers} {name:3}  {wall:6.1f} s  (load {load:.1f})", flush=True)
+    report["loadavg_end"] = os.getloadavg()
+    same = {(e, w): (work / f"{e}{w}-set.csv").read_text() for e, w in CONFIGS}
+    report["identical_outputs"] = len(set(same.values())) == 1
+    rows = []
+    for engine, workers in CONFIGS:
+        runs = [r for r in report["runs"] if (r["engine"], r["workers"]) == (engine, workers)]
+        one_s = statistics.median(r["wall_s"] for r in runs if r["input"] == "one")
+        set_s = statistics.median(r["wall_s"] for r in runs if r["input"] == "set")
+        rows.append({"engine": engine, "workers": workers, "one_page_s": one_s, "set_s": set_s,
+                     "pages_per_s": pages / set_s, "marginal_pages_per_s": (pages - 1) / max(set_s - one_s, 1e-9)})
+    report["table"] = rows
+    print(f"\n{pages} pages, median of {args.repeats}; identical outputs: {report['identical_outputs']}")
+    print(f"{'engine':8}{'workers':>8}{'1 page s':>10}{'set s':>9}{'pages/s':>9}{'marginal p/s':>14}")
+    for r in rows:
+        print(f"{r['engine']:8}{r['workers']:>8}{r['one_page_s']:>10.1f}{r['set_s']:>9.1f}{r['pages_per_s']:>9.2f}{r['marginal_pages_per_s']:>14.2f}")
+    print(f"load average start {report['loadavg_start']}, end {report['loadavg_end']}")
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=1))
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
