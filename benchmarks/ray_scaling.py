@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from formreader.ingest import discover  # noqa: E402
 from formreader.pipeline import Scanner, finish_pages, prepare_file  # noqa: E402
-from formreader.recognize.predictor import load_predictor  # noqa: E402
+from formreader.recognize.predictor import RecognizerSettings, load_predictor  # noqa: E402
 from formreader.template import Template  # noqa: E402
+from formreader.writers import write_records  # noqa: E402
 
 CONFIGS = [("local", 1), ("local", 2), ("ray", 1), ("ray", 2)]
 
@@ -58,29 +60,68 @@ def stage_costs(files: list[Path]) -> dict:
     per_stage = {s: sum(r.timings.seconds.get(s, 0.0) for r in records) / pages for s in records[0].timings.seconds}
     prepared = [p for f in files for p in prepare_file(f, template, scanner.settings, scanner.aligner)]
     blobs = [pickle.dumps(p, protocol=5) for p in prepared]
-    finish_pages(prepared, predictor, scanner.settings)
-    record_blobs = [pickle.dumps(p.record, protocol=5) for p in prepared]
+    # Recognition split: what stays on a CPU with a GPU (crop normalization, decoding) vs the CRNN.
+    crops = [c.image for p in prepared for c in p.crops if not c.blank]
+    one_thread = load_predictor(None, RecognizerSettings(threads=1))
     t0 = time.perf_counter()
-    for b in record_blobs:
-        pickle.loads(b)
-    unpickle = (time.perf_counter() - t0) / len(record_blobs)
+    batches = [one_thread.pre_processor(crops[i : i + 64]) for i in range(0, len(crops), 64)]
+    t1 = time.perf_counter()
+    probs = [one_thread.model(b) for b in batches]
+    t2 = time.perf_counter()
+    for p in probs:
+        one_thread.post_processor(p)
+    split = {"normalize": (t1 - t0) / pages, "crnn_1_thread": (t2 - t1) / pages, "decode": (time.perf_counter() - t2) / pages}
+    finish_pages(prepared, predictor, scanner.settings)
+    # The driver: unpickle each record, hold it until the single write, write it.
+    record_blobs = [pickle.dumps(p.record, protocol=5) for p in prepared] * 250
+    t0 = time.perf_counter()
+    held = [pickle.loads(b) for b in record_blobs]
+    unpickle = (time.perf_counter() - t0) / len(held)
+    tracemalloc.start()
+    held = [pickle.loads(b) for b in record_blobs]
+    memory = tracemalloc.get_traced_memory()[0] / len(held)
+    tracemalloc.stop()
+    write = {}
+    for fmt in ("csv", "parquet"):
+        t0 = time.perf_counter()
+        write_records(Path(tempfile.mkdtemp()) / f"r.{fmt}", held, template.layout.field_names)
+        write[fmt] = (time.perf_counter() - t0) / len(held)
     return {
         "pages": pages,
         "seconds_per_page": per_stage,
+        "recognition_split_seconds_per_page": split,
         "prepared_page_bytes": statistics.mean(map(len, blobs)),
         "record_bytes": statistics.mean(map(len, record_blobs)),
         "driver_unpickle_s_per_record": unpickle,
+        "driver_bytes_per_held_record": memory,
+        "driver_write_s_per_record": write,
     }
 
 
-def ray_start_stop() -> dict:
+def ray_start_stop(record_bytes: int) -> dict:
+    """Start and stop a local Ray; in between, what the driver pays per row it pulls from Ray Data."""
+    import numpy as np
     import ray
+    import ray.data
 
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     t1 = time.perf_counter()
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    blob = os.urandom(record_bytes)
+
+    def rows(batch):
+        out = np.empty(len(batch["id"]), dtype=object)
+        out[:] = [blob] * len(out)
+        return {"file_idx": batch["id"], "record": out}
+
+    ds = ray.data.range(20_000, override_num_blocks=20).map_batches(rows, batch_size=1000, batch_format="numpy").materialize()
+    t2 = time.perf_counter()
+    n = sum(1 for _ in ds.iter_rows())
+    row = (time.perf_counter() - t2) / n
+    t3 = time.perf_counter()
     ray.shutdown()
-    return {"ray_init_s": t1 - t0, "ray_shutdown_s": time.perf_counter() - t1}
+    return {"ray_init_s": t1 - t0, "ray_shutdown_s": time.perf_counter() - t3, "driver_iter_rows_s_per_row": row}
 
 
 def main() -> None:
@@ -100,8 +141,15 @@ def main() -> None:
     pages = report["stages"]["pages"]
     print(f"{len(files)} files, {pages} pages; per-page stage seconds: "
           + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in report["stages"]["seconds_per_page"].items()), flush=True)
-    report["ray_start"] = ray_start_stop()
-    print(f"ray.init {report['ray_start']['ray_init_s']:.1f} s, shutdown {report['ray_start']['ray_shutdown_s']:.1f} s", flush=True)
+    report["ray_start"] = ray_start_stop(int(report["stages"]["record_bytes"]))
+    st = report["stages"]
+    print("recognition split per page: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in st["recognition_split_seconds_per_page"].items()))
+    print(f"object store per page {st['prepared_page_bytes'] / 1e6:.2f} MB; driver per record: {st['record_bytes']:.0f} B pickled, "
+          f"unpickle {st['driver_unpickle_s_per_record'] * 1e6:.0f} us, held {st['driver_bytes_per_held_record']:.0f} B, "
+          + ", ".join(f"write {k} {v * 1e6:.0f} us" for k, v in st["driver_write_s_per_record"].items()), flush=True)
+    rs = report["ray_start"]
+    print(f"ray.init {rs['ray_init_s']:.1f} s, shutdown {rs['ray_shutdown_s']:.1f} s, "
+          f"driver iter_rows {rs['driver_iter_rows_s_per_row'] * 1e6:.1f} us/row", flush=True)
     for rep in range(args.repeats):
         for engine, workers in CONFIGS:
             for name, inputs in (("one", one), ("set", args.set)):

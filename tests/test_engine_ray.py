@@ -124,7 +124,9 @@ def test_plan_uses_gpus_when_the_cluster_has_them():
     from formreader.engines.ray_engine import Plan
 
     gpu = Plan.for_cluster({"CPU": 32.0, "GPU": 2.0}, Config(), n_files=1000, n_fields=4)
-    assert (gpu.recognizers, gpu.gpus_per_recognizer, gpu.preparers, gpu.pages_per_batch) == (2, 1.0, 30, 16)
+    # 32 CPUs want 5 recognizers: 3 per GPU, a third of a GPU each (fractional GPUs tile the GPU).
+    assert (gpu.recognizers, gpu.gpus_per_recognizer, gpu.preparers, gpu.pages_per_batch) == (6, 1 / 3, 26, 16)
+    assert Plan.for_cluster({"CPU": 4.0, "GPU": 1.0}, Config(), 10, 4).gpus_per_recognizer == 1.0
     cpu = Plan.for_cluster({"CPU": 2.0}, Config(), n_files=3, n_fields=4)
     assert (cpu.recognizers, cpu.gpus_per_recognizer, cpu.preparers, cpu.blocks) == (1, 0.0, 1, 3)
     assert Plan.for_cluster({"CPU": 32.0, "GPU": 2.0}, Config(device="cpu"), 10, 4).gpus_per_recognizer == 0.0

@@ -33,7 +33,7 @@ from formreader.records import PageRecord
 from formreader.template import Template
 
 log = logging.getLogger("formreader.ray")
-CPUS_PER_RECOGNIZER = 6
+CPUS_PER_RECOGNIZER = 5
 
 
 def _assigned(resource: str) -> float:
@@ -126,12 +126,14 @@ class Plan:
             raise ConfigError("--device cuda: the Ray cluster has no GPU")
         use_gpu = gpus > 0 and cfg.device != "cpu"
         # Recognition is 13-19% of a page's CPU time (README, "Past one machine"): one recognizer
-        # per 6 CPUs keeps up with the other 5; on GPUs one actor per GPU.
-        recognizers = gpus if use_gpu else max(1, round(cpus / CPUS_PER_RECOGNIZER))
+        # per 5 CPUs keeps up with the other 4. On a GPU the CRNN is cheap but crop normalization
+        # and decoding still run on the actor's one CPU, so a GPU is shared by as many actors.
+        recognizers = max(1, round(cpus / CPUS_PER_RECOGNIZER))
+        per_gpu = math.ceil(recognizers / gpus) if use_gpu else 0
         return cls(
-            preparers=max(1, cpus - recognizers),
-            recognizers=recognizers,
-            gpus_per_recognizer=1.0 if use_gpu else 0.0,
+            preparers=max(1, cpus - (gpus * per_gpu if use_gpu else recognizers)),
+            recognizers=gpus * per_gpu if use_gpu else recognizers,
+            gpus_per_recognizer=1.0 / per_gpu if use_gpu else 0.0,
             pages_per_batch=max(1, cfg.batch_size // max(n_fields, 1)),
             # Small blocks balance the load and bound what a retry redoes; not one per file past
             # a few thousand, where per-block bookkeeping would load the driver.
