@@ -37,7 +37,9 @@ LexiconOpt = Annotated[Optional[Path], typer.Option("--lexicon", help="Names lis
 
 
 def _fail(exc: FormreaderError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")  # "formreader[ray]" is text, not markup
     return typer.Exit(EXIT_USAGE)
 
 

@@ -120,7 +120,7 @@ class Plan:
     blocks: int
 
     @classmethod
-    def for_cluster(cls, resources: dict[str, float], cfg: Config, n_files: int, n_fields: int) -> "Plan":
+    def for_cluster(cls, resources: dict[str, float], cfg: Config, n_files: int, n_fields: int) -> Plan:
         cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
         if cfg.device == "cuda" and not gpus:
             raise ConfigError("--device cuda: the Ray cluster has no GPU")
@@ -172,10 +172,10 @@ class RayScanner:
         self.duplicates = 0  # pages delivered twice by a retry and dropped
 
     def scan(self, files: Iterable[Path | str], on_file: Callable[[Path | str, list[PageRecord]], None] | None = None) -> Iterator[PageRecord]:
+        files = list(files)
+        started = connect(self.cfg)  # first: a clear error when Ray is not installed
         import ray
 
-        files = list(files)
-        started = connect(self.cfg)
         try:
             plan = Plan.for_cluster(ray.cluster_resources(), self.cfg, len(files), len(self.template.layout.field_names))
             log.info("ray plan: %s", plan)
