@@ -157,3 +157,24 @@ def test_default_scan_does_not_import_ray(forms: Path, tiny_model: Path, tmp_pat
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=120)
     assert "exit 0" in proc.stdout, proc.stdout + proc.stderr
     assert "ray loaded: []" in proc.stdout
+
+
+def test_driver_puts_rows_in_file_page_order_and_keeps_one_copy_of_each():
+    """Rows come back in any order, and a retried task may deliver some twice: the driver's job."""
+    pytest.importorskip("ray")
+    import pickle
+
+    from formreader.engines.ray_engine import RayScanner
+    from formreader.records import PageRecord
+
+    def row(i: int, k: int, n: int) -> dict:
+        return {"file_idx": i, "page_i": k, "n_pages": n, "record": pickle.dumps(PageRecord(file=f"f{i}", page=k + 1))}
+
+    arrivals = [row(2, 0, 1), row(1, 1, 2), row(0, 0, 1), row(1, 1, 2), row(0, 0, 1), row(1, 0, 2), row(2, 0, 1)]
+    opened, done, paged = [], [], []
+    engine = RayScanner(Template.load(), Config())
+    out = list(engine._in_order(["f0", "f1", "f2"], arrivals, lambda f, recs: done.append(f),
+                                lambda f, n: opened.append((f, n)), lambda r: paged.append((r.file, r.page))))
+    assert [(r.file, r.page) for r in out] == [("f0", 1), ("f1", 1), ("f1", 2), ("f2", 1)]
+    assert engine.duplicates == 3 and done == ["f2", "f0", "f1"] and len(paged) == 4
+    assert opened == [("f2", 1), ("f1", 2), ("f0", 1)]

@@ -171,7 +171,15 @@ class RayScanner:
         self.crops_dir = Path(crops_dir).resolve() if crops_dir else None
         self.duplicates = 0  # pages delivered twice by a retry and dropped
 
-    def scan(self, files: Iterable[Path | str], on_file: Callable[[Path | str, list[PageRecord]], None] | None = None) -> Iterator[PageRecord]:
+    def scan(
+        self,
+        files: Iterable[Path | str],
+        on_file: Callable[[Path | str, list[PageRecord]], None] | None = None,
+        on_open: Callable[[Path | str, int], None] | None = None,
+        on_page: Callable[[PageRecord], None] | None = None,
+    ) -> Iterator[PageRecord]:
+        """Records in input (file, page) order. As rows arrive (in any order): `on_open(path, pages)`
+        at a file's first page, `on_page(record)` per page, `on_file(path, records)` once it is complete."""
         files = list(files)
         started = connect(self.cfg)  # first: a clear error when Ray is not installed
         import ray
@@ -180,7 +188,7 @@ class RayScanner:
             plan = Plan.for_cluster(ray.cluster_resources(), self.cfg, len(files), len(self.template.layout.field_names))
             log.info("ray plan: %s", plan)
             self._template_ref = ray.put(self.template)
-            yield from self._in_order(files, self._dataset(files, plan).iter_rows(), on_file)
+            yield from self._in_order(files, self._dataset(files, plan).iter_rows(), on_file, on_open, on_page)
         finally:
             self._template_ref = None
             if started:
@@ -214,7 +222,7 @@ class RayScanner:
             num_gpus=plan.gpus_per_recognizer,
         )
 
-    def _in_order(self, files: list, rows: Iterable[dict], on_file) -> Iterator[PageRecord]:
+    def _in_order(self, files: list, rows: Iterable[dict], on_file, on_open=None, on_page=None) -> Iterator[PageRecord]:
         """Rows arrive in any order; yield each file's records once all its pages are in, in file order."""
         pending: dict[int, dict[int, PageRecord]] = {}
         complete: dict[int, list[PageRecord]] = {}
@@ -225,8 +233,12 @@ class RayScanner:
                 self.duplicates += 1
                 log.warning("%s page %d delivered twice (a retried task); kept the first copy", files[i], k + 1)
                 continue
+            if i not in pending and on_open is not None:
+                on_open(files[i], n)
             pages = pending.setdefault(i, {})
             pages[k] = pickle.loads(row["record"])
+            if on_page is not None:
+                on_page(pages[k])
             if len(pages) == n:
                 complete[i] = [pages[j] for j in range(n)]
                 del pending[i]
