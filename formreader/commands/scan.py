@@ -46,7 +46,7 @@ def run_scan(inputs: list[Path | str], out: Path, cfg: Config, crops_dir: Path |
     if cfg.engine == "ray":  # imported only here: the default install and path never load Ray
         from formreader.engines.ray_engine import RayScanner
 
-        scanner = RayScanner(template, cfg, crops_dir)
+        scanner = RayScanner(template, cfg, crops_dir, loader=load_predictor)  # actors load what a local scan loads
     else:
         scanner = Scanner(template, load_predictor(cfg.model, cfg.recognizer()), cfg.pipeline(), crops_dir, cfg.workers)
     summary = ScanSummary(files=len(files))

@@ -28,12 +28,13 @@ from formreader.config import Config
 from formreader.engines.uris import fetch, is_uri
 from formreader.errors import ConfigError
 from formreader.pipeline import PipelineSettings, PreparedPage, finish_pages, prepare_file, save_crops
-from formreader.recognize.predictor import load_predictor
+from formreader.recognize.predictor import RecognizerSettings, load_predictor
 from formreader.records import PageRecord
 from formreader.template import Template
 
 log = logging.getLogger("formreader.ray")
 CPUS_PER_RECOGNIZER = 5
+Loader = Callable[[Path | None, RecognizerSettings], object]  # (model, settings) -> recognizer for finish_pages
 
 
 def _assigned(resource: str) -> float:
@@ -89,13 +90,13 @@ class PrepareFiles:
 
 
 class Recognize:
-    """Recognizer actor: models loaded once (through load_predictor, as the local scan does), then
-    batches of pages from many files; intra-op threads = the CPUs Ray gave it."""
+    """Recognizer actor: models loaded once, by the loader the local scan uses, then batches of
+    pages from many files; intra-op threads = the CPUs Ray gave it."""
 
-    def __init__(self, cfg: Config, crops_dir: Path | None):
+    def __init__(self, cfg: Config, crops_dir: Path | None, loader: Loader = load_predictor):
         device = cfg.device if _assigned("GPU") > 0 else "cpu"
         settings = replace(cfg.recognizer(), device=device, threads=max(1, int(_assigned("CPU"))))
-        self.predictor = load_predictor(cfg.model, settings)
+        self.predictor = loader(cfg.model, settings)
         self.settings = cfg.pipeline()
         self.crops_dir = crops_dir
 
@@ -165,9 +166,10 @@ def connect(cfg: Config) -> bool:
 class RayScanner:
     """Same interface as pipeline.Scanner: records in input order; `on_file` as each file completes."""
 
-    def __init__(self, template: Template, cfg: Config, crops_dir: Path | None = None):
+    def __init__(self, template: Template, cfg: Config, crops_dir: Path | None = None, loader: Loader = load_predictor):
         self.template = template
         self.cfg = cfg
+        self.loader = loader  # a module-level function: actors import it by name
         self.crops_dir = Path(crops_dir).resolve() if crops_dir else None
         self.duplicates = 0  # pages delivered twice by a retry and dropped
 
@@ -214,7 +216,7 @@ class RayScanner:
         )
         return ds.map_batches(
             Recognize,
-            fn_constructor_args=(self.cfg, self.crops_dir),
+            fn_constructor_args=(self.cfg, self.crops_dir, self.loader),
             compute=ray.data.ActorPoolStrategy(size=plan.recognizers),
             batch_size=plan.pages_per_batch,
             batch_format="numpy",
