@@ -1,6 +1,6 @@
 # formreader: two entry points for a fresh Debian machine (see README).
 #   make demo  - install the tool and run it on the bundled samples
-#   make test  - install the tool with its training and test extras and run the test suite
+#   make test  - install the tool with its training, test and Ray extras and run the test suite
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,7 +21,7 @@ install: system $(PY)
 	$(PY) -m pip install -q .
 
 install-dev: system $(PY)
-	$(PY) -m pip install -q -e ".[train,dev]"
+	$(PY) -m pip install -q -e ".[train,dev,ray]"
 
 demo: install
 	mkdir -p out

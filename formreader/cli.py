@@ -86,8 +86,9 @@ def _config(config: Optional[Path], **overrides):
 
 @app.command()
 def scan(
-    inputs: Annotated[list[Path], typer.Argument(help="PDF/image files or folders (searched recursively).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv, .json or .jsonl.")],
+    # str, not Path: pathlib would fold "s3://bucket/key" into "s3:/bucket/key".
+    inputs: Annotated[list[str], typer.Argument(help="PDF/image files or folders (searched recursively); with --engine ray also s3://, gs://, file:// URIs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv, .json, .jsonl or .parquet.")],
     crops: Annotated[Optional[Path], typer.Option("--crops", help="Save every field crop here for human review.", file_okay=False)] = None,
     config: ConfigOpt = None,
     template: TemplateOpt = None,
@@ -100,6 +101,9 @@ def scan(
     review_threshold: ReviewOpt = None,
     dpi: Annotated[Optional[float], typer.Option(help="Resolution PDFs are rendered at (50-1200).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Record finished files in OUT.resume as they complete; after a crash or kill, the same command reads only the rest.")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads (local) or Ray actors on a local Ray reading and aligning files.", min=1)] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="local (this process) or ray (Ray Data: a local Ray, or the cluster at --ray-address; needs formreader[ray]).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to run on (default: $RAY_ADDRESS, else a Ray started for this run).")] = None,
 ) -> None:
     """Scan filled-in forms and write one row per page.
 
@@ -113,13 +117,16 @@ def scan(
         formreader scan a.pdf b.jpg --out results.jsonl --template ./my-form --crops ./crops
 
         formreader scan ./archive --out archive.csv --resume    (run it again after a crash)
+
+        RAY_ADDRESS=auto formreader scan s3://bucket/scans --out results.parquet --engine ray
     """
     from formreader.commands.scan import run_scan
 
     hint = "; run the same command again to finish the rest" if resume else ""
     with _exit_codes(hint):
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, review_threshold=review_threshold, dpi=dpi)
+                      decoder=decoder, lexicon=lexicon, review_threshold=review_threshold, dpi=dpi, workers=workers,
+                      engine=engine, ray_address=ray_address)
         summary = run_scan(inputs, out, cfg, crops_dir=crops, console=err, resume=resume)
     raise typer.Exit(EXIT_FAILED_ITEMS if summary.failed else EXIT_OK)
 

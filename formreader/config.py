@@ -33,6 +33,8 @@ class Config:
     review_threshold: float = 0.6
     alignment_threshold: float = 0.55
     workers: int = 2
+    engine: str = "local"  # local (threads + one recognizer) | ray (Ray Data, one machine or a cluster)
+    ray_address: str | None = None  # None: $RAY_ADDRESS, else a Ray started for this run
 
     def pipeline(self) -> PipelineSettings:
         return PipelineSettings(

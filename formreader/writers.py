@@ -1,4 +1,4 @@
-"""Write records as CSV, JSON or JSONL, atomically (a crash never leaves a half-written file).
+"""Write records as CSV, JSON, JSONL or Parquet, atomically (a crash never leaves a half-written file).
 
 Two things a hostile or unlucky input must not break:
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from formreader.errors import ConfigError
 from formreader.records import PageRecord
 
-FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
+FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV injection"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -32,7 +32,12 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def output_format(path: Path) -> str:
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise ConfigError(f"{path}: output must end in .csv, .json or .jsonl")
+        raise ConfigError(f"{path}: output must end in .csv, .json, .jsonl or .parquet")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401  (pandas writes Parquet through it)
+        except ImportError:
+            raise ConfigError(f"{path}: Parquet output needs pyarrow: pip install 'formreader[ray]'") from None
     return fmt
 
 
@@ -88,13 +93,17 @@ def encode_text(text: str) -> bytes:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it."""
+    _atomic_write(path, lambda fh: fh.write(encode_text(text)))
+
+
+def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
-            fh.write(encode_text(text))
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -110,8 +119,23 @@ def _umask() -> int:
 
 
 def write_records(path: Path, records: Iterable[PageRecord], field_names: list[str]) -> None:
-    atomic_write_text(path, render(records, field_names, output_format(path)))
+    write_rows(path, rows(records, field_names), columns(field_names))
 
 
 def write_rows(path: Path, table: list[dict[str, object]], column_names: list[str]) -> None:
-    atomic_write_text(path, render_rows(table, output_format(path), column_names))
+    fmt = output_format(path)
+    if fmt == "parquet":  # columnar and compressed: for runs of millions of rows
+        import pandas as pd
+
+        # Arrow strings must be valid UTF-8: a non-UTF-8 file name keeps its odd bytes as \xNN.
+        clean = [{k: _backslash_surrogates(v) for k, v in r.items()} for r in table]
+        frame = pd.DataFrame(clean, columns=column_names)
+        _atomic_write(path, lambda fh: frame.to_parquet(fh, index=False))
+    else:
+        atomic_write_text(path, render_rows(table, fmt, column_names))
+
+
+def _backslash_surrogates(value: object) -> object:
+    if isinstance(value, str) and _SURROGATE.search(value):
+        return encode_text(value).decode("utf-8", "backslashreplace")
+    return value

@@ -80,7 +80,7 @@ def _probe_unwritable(tmp_path: Path) -> Path:
 )
 def test_bad_options_are_refused_before_any_work(tmp_path: Path, form_png: bytes, options, message, monkeypatch):
     (tmp_path / "f.png").write_bytes(form_png)
-    monkeypatch.setattr("formreader.commands.scan.discover", lambda *a: pytest.fail("work started"))
+    monkeypatch.setattr("formreader.commands.scan.discover_inputs", lambda *a: pytest.fail("work started"))
     result = runner.invoke(app, ["scan", str(tmp_path / "f.png"), "--out", str(tmp_path / "r.csv"), *options])
     assert result.exit_code == 2 and message in _said(result), result.output
     assert not (tmp_path / "r.csv").exists()
@@ -94,7 +94,7 @@ def test_bad_output_locations_are_refused_before_any_work(tmp_path: Path, form_p
     if where == "folder":
         (tmp_path / "results.csv").mkdir()
         out = tmp_path / "results.csv"
-    monkeypatch.setattr("formreader.commands.scan.discover", lambda *a: pytest.fail("work started"))
+    monkeypatch.setattr("formreader.commands.scan.discover_inputs", lambda *a: pytest.fail("work started"))
     result = runner.invoke(app, ["scan", str(tmp_path / "f.png"), "--out", str(out)])
     assert result.exit_code == 2, result.output
     assert {"folder": "is a folder", "under-a-file": "is not a folder", "unwritable": "cannot write"}[where] in _said(result)

@@ -32,7 +32,7 @@ def test_rewrite_is_atomic_and_readable_by_others(tmp_path: Path):
 
 
 def test_unknown_extension_is_refused(tmp_path: Path):
-    with pytest.raises(ConfigError, match=".csv, .json or .jsonl"):
+    with pytest.raises(ConfigError, match=r"\.csv, \.json, \.jsonl or \.parquet"):
         write_records(tmp_path / "r.xlsx", [record("X")], ["NOM"])
     assert not list(tmp_path.iterdir())
 
@@ -84,3 +84,13 @@ def test_any_file_name_round_trips_to_its_bytes(tmp_path: Path, suffix: str):
         table = json.loads(text) if suffix == ".json" else [json.loads(line) for line in text.splitlines()]
         names = [row["file"] for row in table]
     assert [os.fsencode(n) for n in names] == [os.fsencode(n) for n in ODD_NAMES]
+
+
+def test_parquet_has_the_csv_columns_and_values(tmp_path: Path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    write_records(tmp_path / "r.parquet", [record("MARTIN"), record("")], ["NOM"])
+    write_records(tmp_path / "r.csv", [record("MARTIN"), record("")], ["NOM"])
+    got, want = pd.read_parquet(tmp_path / "r.parquet"), pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
+    assert list(got.columns) == list(want.columns) and got.astype(str).equals(want.astype(str))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.parquet"]  # no temporary file left

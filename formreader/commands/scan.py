@@ -20,7 +20,7 @@ from rich.table import Table
 
 from formreader.config import Config
 from formreader.errors import ConfigError, InputError
-from formreader.ingest import discover
+from formreader.engines import check_engine, discover_inputs
 from formreader.pipeline import Scanner
 from formreader.recognize.predictor import load_predictor
 from formreader.records import PageRecord, Timings
@@ -80,16 +80,15 @@ def _check_writable_folder(folder: Path, what: str) -> None:
         raise ConfigError(f"{what}: cannot write in {existing} ({exc.strerror or exc})") from exc
 
 
-def run_scan(inputs: list[Path], out: Path, cfg: Config, crops_dir: Path | None = None, console: Console | None = None,
+def run_scan(inputs: list[Path | str], out: Path, cfg: Config, crops_dir: Path | None = None, console: Console | None = None,
              resume: bool = False) -> ScanSummary:
     console = console or Console(stderr=True)
     check_output(out, crops_dir)
-    files = discover(inputs)
+    files = discover_inputs(inputs, check_engine(cfg.engine))
     if not files:
         raise InputError(f"no PDF or image files found in {', '.join(map(str, inputs))}")
     template = Template.load(cfg.template)
     field_names = template.layout.field_names
-    predictor = load_predictor(cfg.model, cfg.recognizer())
     keys = [FileKey.of(f) for f in files]
     journal = None
     if resume:
@@ -98,8 +97,7 @@ def run_scan(inputs: list[Path], out: Path, cfg: Config, crops_dir: Path | None 
         console.print(f"[yellow]note:[/] {journal_path(out)} holds the finished files of an interrupted scan; "
                       "add --resume to continue it instead of starting over")
     try:
-        table = _scan_files(files, keys, journal, Scanner(template, predictor, cfg.pipeline(), crops_dir, cfg.workers),
-                            field_names, console)
+        table = _scan_files(files, keys, journal, _scanner(template, cfg, crops_dir), field_names, console)
         summary = table.summary
         write_rows(out, table.rows, columns(field_names))
     finally:
@@ -114,6 +112,14 @@ def run_scan(inputs: list[Path], out: Path, cfg: Config, crops_dir: Path | None 
     if len(failures) > MAX_FAILURES_LISTED:
         console.print(f"… and {len(failures) - MAX_FAILURES_LISTED} more failed pages (see the error column of {out})")
     return summary
+
+
+def _scanner(template: Template, cfg: Config, crops_dir: Path | None):
+    if cfg.engine == "ray":  # imported only here: the default install and path never load Ray
+        from formreader.engines.ray_engine import RayScanner
+
+        return RayScanner(template, cfg, crops_dir, loader=load_predictor)  # actors load what a local scan loads
+    return Scanner(template, load_predictor(cfg.model, cfg.recognizer()), cfg.pipeline(), crops_dir, cfg.workers)
 
 
 @dataclass

@@ -26,8 +26,8 @@ log = logging.getLogger("formreader.watch")
 
 def check_output(path: Path) -> str:
     fmt = output_format(path)
-    if fmt == "json":
-        raise ConfigError(f"{path}: watch appends rows as they come; use .jsonl or .csv (a .json array cannot be appended)")
+    if fmt not in ("jsonl", "csv"):
+        raise ConfigError(f"{path}: watch appends rows as they come; use .jsonl or .csv (a .{fmt} file cannot be appended)")
     return fmt
 
 
