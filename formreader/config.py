@@ -26,6 +26,8 @@ class Config:
     decoder: str = "greedy"
     beam_width: int = 10
     lexicon: Path | None = None
+    second_opinion: str = "always"  # off | cascade | always (PP-OCRv5 next to the CRNN)
+    cascade_below: float = 0.9
     dpi: float = 200.0
     max_pixels: int = 60_000_000
     review_threshold: float = 0.6
@@ -48,6 +50,8 @@ class Config:
             decoder=self.decoder,
             beam_width=self.beam_width,
             lexicon=self.lexicon,
+            second_opinion=self.second_opinion,
+            cascade_below=self.cascade_below,
         )
 
 

@@ -12,8 +12,10 @@ field alphabet, such as CJK characters, are dropped), and then, per crop:
    experts, `decoding.batch_log_likelihood`), plus the lexicon's prior;
 3. choice: the best *valid* candidate for the field kind (`grammar.is_valid`); the best of all
    (`raw`) is kept when it differs, with up to five runner-ups (`alternatives`);
-4. confidence: the geometric mean of the models' probabilities of the chosen text (one model:
-   its probability, as the bare CRNN reports it).
+4. confidence: the chosen text's share of the combined likelihood of all candidates (on dev
+   `val` it ranks right from wrong readings far better than either model's own probability:
+   54% of crops kept at 98% exact, against 22%); a lone greedy reading (CRNN alone) keeps the
+   model's probability of its text, as the bare CRNN reports it.
 
 `second_opinion` chooses when PP-OCR is asked: `off`, `always`, or `cascade` (only for crops
 whose CRNN-alone reading has confidence below `cascade_below`).
@@ -44,7 +46,7 @@ from formreader.recognize.predictor import Predictor, Reading, RecognizerSetting
 from formreader.records import Timings
 
 MODES = ("off", "cascade", "always")
-ALTERNATIVES = 5
+ALTERNATIVES = 10  # readings; several may normalize to one value (fields.make_field keeps 5)
 PROPOSE_FROM = 3  # grammar and lexicon look around this many best candidates
 
 
@@ -167,7 +169,7 @@ class FieldReader:
         if self.lexicon is not None and kind in ("name", "text"):
             for s in scored:
                 s.prior = self.lexicon.prior(s.text)
-        return self._choose(scored, kind)
+        return self._choose(scored, kind, posterior=len(experts) > 1 or self.decoder != "greedy")
 
     def _proposed(self, experts: list[np.ndarray]) -> list[str]:
         if len(experts) == 1 and self.decoder == "greedy":
@@ -197,7 +199,9 @@ class FieldReader:
             per_model.append(batch_log_likelihood(batch, labels))
         return [_Scored(t, tuple(float(m[i]) for m in per_model)) for i, t in enumerate(texts)]
 
-    def _choose(self, scored: list[_Scored], kind: str) -> Reading:
+    def _choose(self, scored: list[_Scored], kind: str, posterior: bool) -> Reading:
+        """The best valid candidate; confidence is its share of the candidates' combined
+        likelihood (`posterior`), or, for a lone greedy reading, the model's probability of it."""
         if not scored:
             return Reading("", 0.0)
         ranked = sorted(scored, key=lambda s: -s.score)
@@ -205,12 +209,18 @@ class FieldReader:
         chosen = valid[0] if valid else ranked[0]
         raw = max(scored, key=lambda s: sum(s.logps))  # the models' own reading, no grammar, no prior
         others = [s.text for s in (valid or ranked) if s.text != chosen.text][:ALTERNATIVES]
-        confidence = math.exp(sum(chosen.logps) / len(chosen.logps))
+        if posterior:
+            total = np.logaddexp.reduce(np.array([s.score for s in ranked]))
+            confidence = math.exp(chosen.score - total)
+        else:
+            confidence = math.exp(sum(chosen.logps))
         return Reading(chosen.text, float(min(max(confidence, 0.0), 1.0)), raw.text, tuple(others))
 
 
 def load_reader(model_path: Path | None = None, settings: RecognizerSettings = RecognizerSettings()) -> FieldReader:
     """The CRNN (bundled or `model_path`) plus, unless `settings.second_opinion` is off, PP-OCRv5."""
+    if settings.second_opinion not in MODES:
+        raise ModelError(f"unknown second opinion {settings.second_opinion!r} (choose {', '.join(MODES)})")
     primary = load_predictor(model_path, replace(settings, lexicon=None))  # only its probabilities are used
     second = None
     if settings.second_opinion != "off":
