@@ -23,6 +23,7 @@ from formreader.align import Aligner, AlignerSettings
 from formreader.fields import make_field
 from formreader.ingest import DEFAULT_MAX_PIXELS, read_pages
 from formreader.recognize.ensemble import FieldReader, load_reader
+from formreader.recognize.grammar import Grammar
 from formreader.recognize.predictor import Predictor, Reading, RecognizerSettings
 from formreader.records import FieldCrop, FieldResult, PageRecord, Timings
 from formreader.segment import MARGIN_MM, cut_fields
@@ -79,7 +80,8 @@ def _align_and_cut(image, template: Template, aligner: Aligner, settings: Pipeli
 def finish_pages(pages: list[PreparedPage], predictor: Predictor | FieldReader, settings: PipelineSettings) -> list[PageRecord]:
     """Recognize every non-blank crop of these pages in one batched call, then build the records."""
     todo = [(p, c) for p in pages for c in p.crops if not c.blank]
-    readings, timings = predictor.predict([c.image for _, c in todo], [c.kind for _, c in todo]) if todo else ([], Timings())
+    grammars = [Grammar(c.kind, c.choices) for _, c in todo]
+    readings, timings = predictor.predict([c.image for _, c in todo], grammars) if todo else ([], Timings())
     by_crop = {id(c): r for (_, c), r in zip(todo, readings)}
     n_crops = max(len(todo), 1)
     for page in pages:

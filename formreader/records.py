@@ -45,6 +45,7 @@ class FieldCrop:
     kind: str  # "text" or "date"
     image: np.ndarray  # gray uint8, handwriting only
     blank_confidence: float | None = None  # set when the crop holds no writing
+    choices: tuple[str, ...] = ()  # the field's closed list of values, if any
 
     @property
     def blank(self) -> bool:

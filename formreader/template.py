@@ -44,6 +44,7 @@ class FieldSpec:
     box: bool = False
     slashes_mm: tuple[float, ...] = ()
     fill: bool = True
+    choices: tuple[str, ...] = ()  # a closed list of values (upper case), e.g. school classes
 
     @classmethod
     def from_dict(cls, raw: dict) -> "FieldSpec":
@@ -57,6 +58,7 @@ class FieldSpec:
             box=bool(raw.get("box", False)),
             slashes_mm=tuple(float(v) for v in raw.get("slashes_mm", ())),
             fill=bool(raw.get("fill", True)),
+            choices=tuple(str(c).strip().upper() for c in raw.get("choices", ())),
         )
 
 

@@ -109,6 +109,16 @@ def test_product_of_experts_settles_a_disagreement():
     assert alone.predict([np.zeros((10, 10), np.uint8)], ["name"])[0][0].text == "MARTTN"
 
 
+def test_a_closed_list_of_values_wins_over_a_free_reading():
+    probs = _probs_for(_spelled("GEME", {0: {"G": 0.6, "6": 0.3}}))
+    reader = FieldReader(_predictor(probs), second_opinion="off")
+    blank = [np.zeros((10, 10), np.uint8)]
+    assert reader.predict(blank, ["text"])[0][0].text == "GEME"
+    (reading,), _ = reader.predict(blank, [grammar.Grammar("text", ("CP", "6EME", "5EME"))])
+    assert reading.text == "6EME" and reading.raw == "GEME" and reading.confidence < 0.6
+    assert "5EME" in reading.alternatives
+
+
 def test_unknown_modes_and_kinds_are_refused():
     probs = _probs_for(_spelled("A"))
     with pytest.raises(ModelError, match="second opinion"):

@@ -120,11 +120,10 @@ class FieldReader:
     def __call__(self, crops: list[np.ndarray]) -> list[Reading]:
         return self.predict(crops)[0]
 
-    def predict(self, crops: list[np.ndarray], kinds: Sequence[str] | None = None) -> tuple[list[Reading], Timings]:
-        """One Reading per crop, in order; `kinds` (default all "text") picks each field's grammar."""
-        kinds = list(kinds) if kinds is not None else ["text"] * len(crops)
-        for kind in set(kinds):
-            grammar.check_kind(kind)
+    def predict(self, crops: list[np.ndarray], kinds: Sequence[str | grammar.Grammar] | None = None) -> tuple[list[Reading], Timings]:
+        """One Reading per crop, in order; `kinds` (field kinds or `grammar.Grammar`s, default all
+        "text") picks each field's grammar."""
+        kinds = [grammar.of(k) for k in kinds] if kinds is not None else [grammar.Grammar()] * len(crops)
         timings = Timings()
         probs, seconds = self.primary.probabilities(crops)
         timings.add("recognize", seconds)
@@ -154,25 +153,29 @@ class FieldReader:
 
     # --- one crop -----------------------------------------------------------------------------
 
-    def _decode(self, experts: list[np.ndarray], kind: str) -> Reading:
-        texts = self._proposed(experts)
+    def _decode(self, experts: list[np.ndarray], field: grammar.Grammar) -> Reading:
+        kind = field.kind
+        texts = self._proposed(experts, kind)
         scored = self._score(experts, texts)
         scored.sort(key=lambda s: -s.score)
         extra = set()
         for s in scored[:PROPOSE_FROM]:
-            extra |= grammar.proposals(kind, s.text)
+            extra |= field.proposals(s.text)
             if self.lexicon is not None and kind in ("name", "text") and s.text and not any(c.isdigit() for c in s.text):
                 extra.update(self.lexicon.neighbours(s.text))
         extra -= {s.text for s in scored}
         if extra:
             scored += self._score(experts, [t for t in extra if self._ids(t) is not None])
-        if self.lexicon is not None and kind in ("name", "text"):
-            for s in scored:
-                s.prior = self.lexicon.prior(s.text)
-        return self._choose(scored, kind, posterior=len(experts) > 1 or self.decoder != "greedy")
+        for s in scored:
+            s.prior = grammar.log_prior(kind, s.text)
+            if self.lexicon is not None and kind in ("name", "text"):
+                s.prior += self.lexicon.prior(s.text)
+        return self._choose(scored, field, posterior=len(experts) > 1 or self.decoder != "greedy" or kind in ("date", "digits"))
 
-    def _proposed(self, experts: list[np.ndarray]) -> list[str]:
-        if len(experts) == 1 and self.decoder == "greedy":
+    def _proposed(self, experts: list[np.ndarray], kind: str) -> list[str]:
+        # Dates and codes always get a beam: the grammar needs runner-ups to choose from
+        # (reserved MNIST dates, CRNN alone: 93.2% exact from the greedy path, 94.4% from a beam).
+        if len(experts) == 1 and self.decoder == "greedy" and kind not in ("date", "digits"):
             best = experts[0].argmax(axis=1)
             keep = np.ones(len(best), bool)
             keep[1:] = best[1:] != best[:-1]
@@ -199,13 +202,13 @@ class FieldReader:
             per_model.append(batch_log_likelihood(batch, labels))
         return [_Scored(t, tuple(float(m[i]) for m in per_model)) for i, t in enumerate(texts)]
 
-    def _choose(self, scored: list[_Scored], kind: str, posterior: bool) -> Reading:
+    def _choose(self, scored: list[_Scored], field: grammar.Grammar, posterior: bool) -> Reading:
         """The best valid candidate; confidence is its share of the candidates' combined
         likelihood (`posterior`), or, for a lone greedy reading, the model's probability of it."""
         if not scored:
             return Reading("", 0.0)
         ranked = sorted(scored, key=lambda s: -s.score)
-        valid = [s for s in ranked if grammar.is_valid(kind, s.text)]
+        valid = [s for s in ranked if field.is_valid(s.text)]
         chosen = valid[0] if valid else ranked[0]
         raw = max(scored, key=lambda s: sum(s.logps))  # the models' own reading, no grammar, no prior
         others = [s.text for s in (valid or ranked) if s.text != chosen.text][:ALTERNATIVES]
