@@ -169,7 +169,9 @@ class FieldReader:
         for s in scored:
             s.prior = grammar.log_prior(kind, s.text)
             if self.lexicon is not None and kind in ("name", "text"):
-                s.prior += self.lexicon.prior(s.text)
+                # The prior was weighed against one model's log-likelihood (chosen on dev train
+                # with the CRNN alone); two models sum two, so it counts once per model.
+                s.prior += self.lexicon.prior(s.text) * len(experts)
         return self._choose(scored, field, posterior=len(experts) > 1 or self.decoder != "greedy" or kind in ("date", "digits"))
 
     def _proposed(self, experts: list[np.ndarray], kind: str) -> list[str]:
@@ -213,8 +215,10 @@ class FieldReader:
         raw = max(scored, key=lambda s: sum(s.logps))  # the models' own reading, no grammar, no prior
         others = [s.text for s in (valid or ranked) if s.text != chosen.text][:ALTERNATIVES]
         if posterior:
-            total = np.logaddexp.reduce(np.array([s.score for s in ranked]))
-            confidence = math.exp(chosen.score - total)
+            # The images' evidence alone: a lexicon or format prior picks among readings but
+            # does not make the chosen one surer (on dev val it made the confidence rank worse).
+            total = np.logaddexp.reduce(np.array([sum(s.logps) for s in ranked]))
+            confidence = math.exp(sum(chosen.logps) - total)
         else:
             confidence = math.exp(sum(chosen.logps))
         return Reading(chosen.text, float(min(max(confidence, 0.0), 1.0)), raw.text, tuple(others))
