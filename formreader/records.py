@@ -24,7 +24,8 @@ class Timings:
 
     @property
     def total(self) -> float:
-        return sum(self.seconds.values())
+        # Other keys are parts of a stage (e.g. the second opinion's share of "recognize").
+        return sum(self.seconds.get(s, 0.0) for s in STAGES)
 
 
 @dataclass

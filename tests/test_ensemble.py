@@ -201,3 +201,13 @@ def test_printed_lines_above_the_writing_are_detected():
     assert len(text_lines(crop)) == 1
     cv2.putText(crop, "NOM", (5, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 0, 1)
     assert len(text_lines(crop)) == 2
+
+
+def test_field_values_per_kind_keep_the_raw_reading_and_alternatives():
+    code = make_field("CODE", "digits", "0908585", 0.9)
+    assert code.text == "0908585" and code.valid
+    assert not make_field("CODE", "digits", "09O8", 0.9).valid
+    boxed = make_field("DATE", "date", "231290", 0.9, raw="231290", alternatives=["23/12/1990", "28/12/1990", "231290"])
+    assert boxed.text == "1990-12-23" and boxed.alternatives == ("1990-12-28",)  # normalized, no repeats
+    name = make_field("NOM", "name", "MARTIN", 0.9, raw="MART1N", alternatives=["MARTTN", "martin", "MARTIM"])
+    assert name.raw == "MART1N" and name.alternatives == ("MARTTN", "MARTIM")

@@ -86,9 +86,11 @@ def _stages(run: Run) -> dict:
     """Seconds per stage summed over pages. Ingest, align and segment run in worker threads, so
     their sum can exceed the wall time; recognize and decode run batched on the main thread."""
     units = run.pages or run.crops or 1
+    # Then the parts of a stage that a recognizer reports (e.g. the second opinion's share).
+    extra = [s for s in run.timings.seconds if s not in STAGES]
     return {
         s: {"seconds": _r(run.timings.seconds.get(s, 0.0), 3), "ms_per_page" if run.pages else "ms_per_crop": _r(1000 * run.timings.seconds.get(s, 0.0) / units, 2)}
-        for s in STAGES
+        for s in (*STAGES, *extra)
     }
 
 

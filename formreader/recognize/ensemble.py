@@ -46,6 +46,7 @@ from formreader.recognize.predictor import Predictor, Reading, RecognizerSetting
 from formreader.records import Timings
 
 MODES = ("off", "cascade", "always")
+SECOND_STAGE = "recognize: second opinion"  # a part of "recognize", reported on its own line
 ALTERNATIVES = 10  # readings; several may normalize to one value (fields.make_field keeps 5)
 PROPOSE_FROM = 3  # grammar and lexicon look around this many best candidates
 
@@ -140,6 +141,7 @@ class FieldReader:
         if asked:
             second, seconds = self.second.probabilities([crops[i] for i in asked])
             timings.add("recognize", seconds)
+            timings.add(SECOND_STAGE, seconds)  # the share of `recognize` the second opinion took
             for i, p in zip(asked, second):
                 experts[i].append(self.folders[1](p))
         t0 = time.perf_counter()
