@@ -34,7 +34,7 @@ from formreader.template import Template
 class PipelineSettings:
     dpi: float = 200.0
     max_pixels: int = DEFAULT_MAX_PIXELS
-    review_threshold: float = 0.999  # a field below this confidence sends the page to review (config.py says why)
+    review_threshold: float = 0.995  # a field below this confidence sends the page to review (config.py says why)
     margin_mm: float = MARGIN_MM
     aligner: AlignerSettings = field(default_factory=AlignerSettings)
 
