@@ -17,7 +17,11 @@ from formreader.fields import make_field
 from formreader.preprocess import text_lines
 from formreader.recognize import grammar
 from formreader.recognize.ensemble import FieldReader, load_reader
-from formreader.recognize.predictor import CTCPostProcessor, Predictor, RecognizerSettings
+from formreader.recognize.predictor import (
+    CTCPostProcessor,
+    Predictor,
+    RecognizerSettings,
+)
 from formreader.recognize.spec import DEFAULT_ALPHABET
 
 runner = CliRunner()

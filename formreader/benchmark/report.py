@@ -17,14 +17,19 @@ import cv2
 import numpy as np
 from rich.table import Table
 
-from formreader.benchmark.metrics import Item, coverage_curve, review_split, score_items, threshold_for
-
-REVIEW_TARGET = 0.98  # pages kept without review should be this often fully right
+from formreader.benchmark.metrics import (
+    Item,
+    coverage_curve,
+    review_split,
+    score_items,
+    threshold_for,
+)
 from formreader.benchmark.runner import Run
 from formreader.records import STAGES
 from formreader.writers import atomic_write_text
 
 WORST = 40  # rows on the error page
+REVIEW_TARGET = 0.98  # pages kept without review should be this often fully right
 
 
 @dataclass

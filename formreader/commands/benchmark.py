@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import time
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 

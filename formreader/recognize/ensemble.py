@@ -41,8 +41,17 @@ import numpy as np
 
 from formreader.errors import ModelError
 from formreader.recognize import grammar
-from formreader.recognize.decoding import Lexicon, batch_log_likelihood, prefix_beam_search
-from formreader.recognize.predictor import Predictor, Reading, RecognizerSettings, load_predictor
+from formreader.recognize.decoding import (
+    Lexicon,
+    batch_log_likelihood,
+    prefix_beam_search,
+)
+from formreader.recognize.predictor import (
+    Predictor,
+    Reading,
+    RecognizerSettings,
+    load_predictor,
+)
 from formreader.records import Timings
 
 MODES = ("off", "cascade", "always")

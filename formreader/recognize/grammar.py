@@ -19,9 +19,8 @@ only those are valid, and every one of them is scored against the image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import re
+from dataclasses import dataclass
 
 KINDS = ("text", "name", "date", "digits")
 
