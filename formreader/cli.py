@@ -40,6 +40,7 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU thread
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Crops per recognizer batch.")]
 DecoderOpt = Annotated[Optional[str], typer.Option("--decoder", help="greedy (fast) or beam.")]
 ReviewOpt = Annotated[Optional[float], typer.Option("--review-threshold", help="Fields below this confidence set needs_review.")]
+SecondOpt = Annotated[Optional[str], typer.Option("--second-opinion", help="When PP-OCRv5 reads next to the CRNN: always (default, most accurate), cascade (only fields the CRNN reads below --cascade-below) or off (CRNN alone, fastest).")]
 LexiconOpt = Annotated[Optional[Path], typer.Option("--lexicon", help="Names list (CSV with NAME column) used as a prior by the beam decoder.", dir_okay=False)]
 
 
@@ -98,6 +99,7 @@ def scan(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
+    second_opinion: SecondOpt = None,
     review_threshold: ReviewOpt = None,
     dpi: Annotated[Optional[float], typer.Option(help="Resolution PDFs are rendered at (50-1200).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Record finished files in OUT.resume as they complete; after a crash or kill, the same command reads only the rest.")] = False,
@@ -125,8 +127,8 @@ def scan(
     hint = "; run the same command again to finish the rest" if resume else ""
     with _exit_codes(hint):
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, review_threshold=review_threshold, dpi=dpi, workers=workers,
-                      engine=engine, ray_address=ray_address)
+                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, review_threshold=review_threshold,
+                      dpi=dpi, workers=workers, engine=engine, ray_address=ray_address)
         summary = run_scan(inputs, out, cfg, crops_dir=crops, console=err, resume=resume)
     raise typer.Exit(EXIT_FAILED_ITEMS if summary.failed else EXIT_OK)
 
@@ -142,7 +144,8 @@ def read(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
-    kind: Annotated[str, typer.Option(help="text (names: upper-case), date (ISO YYYY-MM-DD) or raw (as recognized).")] = "text",
+    second_opinion: SecondOpt = None,
+    kind: Annotated[str, typer.Option(help="name (letters, upper-case), text (free), date (ISO YYYY-MM-DD), digits, or raw (as recognized).")] = "name",
 ) -> None:
     """Read a folder of single-field crops (no template); printed prefixes such as `NOM :` are stripped.
 
@@ -153,7 +156,7 @@ def read(
     from formreader.commands.read import run_read
 
     try:
-        cfg = _config(config, model=model, device=device, threads=threads, batch_size=batch_size, decoder=decoder, lexicon=lexicon)
+        cfg = _config(config, model=model, device=device, threads=threads, batch_size=batch_size, decoder=decoder, lexicon=lexicon, second_opinion=second_opinion)
         failed = run_read(inputs, out, cfg, kind, console=err)
     except FormreaderError as exc:
         raise _fail(exc)
@@ -292,6 +295,7 @@ def watch(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
+    second_opinion: SecondOpt = None,
 ) -> None:
     """Watch a folder and turn every file dropped there into rows, exactly once, until SIGINT/SIGTERM.
 
@@ -320,7 +324,7 @@ def watch(
             raise ConfigError("watch needs an INBOX folder and --out FILE.jsonl|.csv")
         setup_logging(verbose)
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, workers=workers)
+                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, workers=workers)
         settings = WatchSettings.for_inbox(inbox, out, state, done, failed, settle=settle, poll=poll, latency=latency,
                                            max_attempts=max_attempts, empty_grace=empty_grace, stop_grace=stop_grace,
                                            workers=cfg.workers, once=once, fault_pause=fault_pause,
@@ -369,7 +373,7 @@ def synth(
 def benchmark(
     labelled: Annotated[Path, typer.Argument(help="Labelled set: a form set (folder + truth.csv) or a crop set (images + labels.csv, Kaggle format).", file_okay=False)],
     report: Annotated[Optional[Path], typer.Option("--report", "-r", help="Write the JSON report here, with .fields.png, .coverage.png, .errors.html and .items.csv beside it.", dir_okay=False)] = None,
-    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="Add a baseline row: tesseract (when installed).")] = None,
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="Add a baseline row: tesseract, ppocr (PP-OCRv5 alone). Repeat for both.")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Crop sets: score only this SPLIT of labels.csv (e.g. val).")] = None,
     worst: Annotated[int, typer.Option("--worst", help="Rows on the worst-errors page.")] = 40,
     config: ConfigOpt = None,
@@ -380,6 +384,7 @@ def benchmark(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
+    second_opinion: SecondOpt = None,
     review_threshold: ReviewOpt = None,
 ) -> None:
     """Measure how well and how fast formreader reads a labelled set.
@@ -396,7 +401,7 @@ def benchmark(
 
     try:
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, review_threshold=review_threshold)
+                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, review_threshold=review_threshold)
         run_benchmark(labelled, cfg, report, compare or [], split, worst, console=err)
     except FormreaderError as exc:
         raise _fail(exc)

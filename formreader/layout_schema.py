@@ -15,7 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-FIELD_KINDS = ("text", "name", "date", "digits")
+from formreader.recognize.grammar import KINDS
+
+FIELD_KINDS = KINDS  # recognize/grammar.py: each kind is a grammar
 # Output columns every row has, and the suffixes of the per-field columns writers add.
 RESERVED_COLUMNS = ("file", "page", "needs_review", "alignment", "error", "corrected")
 RESERVED_SUFFIXES = ("_confidence", "_raw", "_alternatives")
@@ -39,6 +41,7 @@ class FieldModel(BaseModel):
     box: bool = False
     slashes_mm: list[Coordinate] = []  # printed separators, from the box's left edge
     fill: bool = True  # synth: fill this field (False: optional, filled at --optional-rate)
+    choices: list[Annotated[str, Field(min_length=1)]] = []  # a closed list of values (recognize/grammar.py)
 
     @field_validator("name")
     @classmethod

@@ -30,16 +30,18 @@ class FieldSpec:
     label: str
     label_mm: tuple[float, float]
     value_mm: tuple[float, float, float, float]  # x, y, w, h of the handwriting box
-    kind: str = "text"  # one of layout_schema.FIELD_KINDS
+    kind: str = "text"  # "text" (free), "name", "date" or "digits" (recognize/grammar.py)
     underline: bool = False
     box: bool = False
     slashes_mm: tuple[float, ...] = ()
     fill: bool = True
+    choices: tuple[str, ...] = ()  # a closed list of values (upper case), e.g. school classes
 
     @classmethod
     def from_model(cls, m: FieldModel) -> "FieldSpec":
         return cls(name=m.name, label=m.label, label_mm=tuple(m.label_mm), value_mm=tuple(m.value_mm), kind=m.kind,
-                   underline=m.underline, box=m.box, slashes_mm=tuple(m.slashes_mm), fill=m.fill)
+                   underline=m.underline, box=m.box, slashes_mm=tuple(m.slashes_mm), fill=m.fill,
+                   choices=tuple(c.strip().upper() for c in m.choices))
 
 
 @dataclass(frozen=True)

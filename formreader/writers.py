@@ -41,8 +41,8 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def rows(records: Iterable[PageRecord], field_names: list[str]) -> list[dict[str, object]]:
-    return [r.row(field_names) for r in records]
+def rows(records: Iterable[PageRecord], field_names: list[str], detail: bool = False) -> list[dict[str, object]]:
+    return [r.row(field_names, detail) for r in records]
 
 
 def columns(field_names: list[str]) -> list[str]:
@@ -60,12 +60,13 @@ def neutralize(value: object) -> object:
 
 
 def render(records: Iterable[PageRecord], field_names: list[str], fmt: str) -> str:
-    return render_rows(rows(records, field_names), fmt, columns(field_names))
+    return render_rows(rows(records, field_names, detail=True), fmt, columns(field_names))
 
 
 def render_rows(table: list[dict[str, object]], fmt: str, column_names: list[str]) -> str:
     """Row dicts (as `PageRecord.row` makes them) -> the text of a CSV, JSON or JSONL file.
-    CSV text may hold lone surrogates: encode it with `encode_text`."""
+    CSV keeps `column_names` only; JSON rows also carry what else the dicts hold (each field's raw
+    reading and alternatives). CSV text may hold lone surrogates: encode it with `encode_text`."""
     if fmt == "csv":
         safe = [{k: neutralize(v) for k, v in r.items()} for r in table]
         # The csv module, not pandas: pandas' arrow strings refuse surrogate-escaped names. CRLF line
@@ -119,7 +120,7 @@ def _umask() -> int:
 
 
 def write_records(path: Path, records: Iterable[PageRecord], field_names: list[str]) -> None:
-    write_rows(path, rows(records, field_names), columns(field_names))
+    write_rows(path, rows(records, field_names, detail=True), columns(field_names))
 
 
 def write_rows(path: Path, table: list[dict[str, object]], column_names: list[str]) -> None:

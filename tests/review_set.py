@@ -26,7 +26,8 @@ VALUES = [
     {"NOM": "BERNARD", "PRENOM": "EMMA", "DATE": "23/07/2012"},
     {"NOM": "PETIT", "PRENOM": "HUGO", "DATE": "30/01/2011"},
 ]
-# Every field below this is doubtful: every readable page needs review (deterministic tests).
+# With the CRNN alone (no second opinion: also faster), every field of these pages is below this:
+# every readable page needs review (deterministic tests).
 STRICT = "0.99"
 
 
@@ -45,6 +46,6 @@ def make_set(root: Path, suffix: str = ".jsonl") -> tuple[Path, Path, dict[str, 
     (forms / "broken.png").write_bytes(b"not an image")
     results, crops = root / f"results{suffix}", root / "crops"
     run = CliRunner().invoke(app, ["scan", str(forms), "--out", str(results), "--crops", str(crops),
-                                   "--review-threshold", STRICT])
+                                   "--review-threshold", STRICT, "--second-opinion", "off"])
     assert run.exit_code == 1, run.output  # broken.png failed; the others were read
     return results, crops, truth

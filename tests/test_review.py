@@ -30,7 +30,8 @@ def scanned(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("review")
     results, crops, truth = make_set(root)
     csv_results = root / "results.csv"
-    run = runner.invoke(app, ["scan", str(root / "forms"), "--out", str(csv_results), "--review-threshold", STRICT])
+    run = runner.invoke(app, ["scan", str(root / "forms"), "--out", str(csv_results), "--review-threshold", STRICT,
+                              "--second-opinion", "off"])
     assert run.exit_code == 1, run.output
     return {"jsonl": results, "csv": csv_results, "crops": crops, "truth": truth, "root": root}
 

@@ -22,7 +22,7 @@ from formreader.config import Config
 from formreader.errors import ConfigError, InputError
 from formreader.engines import check_engine, discover_inputs
 from formreader.pipeline import Scanner
-from formreader.recognize.predictor import load_predictor
+from formreader.recognize.ensemble import load_reader
 from formreader.records import PageRecord, Timings
 from formreader.resume import FileKey, ScanJournal, journal_path
 from formreader.template import Template
@@ -118,8 +118,8 @@ def _scanner(template: Template, cfg: Config, crops_dir: Path | None):
     if cfg.engine == "ray":  # imported only here: the default install and path never load Ray
         from formreader.engines.ray_engine import RayScanner
 
-        return RayScanner(template, cfg, crops_dir, loader=load_predictor)  # actors load what a local scan loads
-    return Scanner(template, load_predictor(cfg.model, cfg.recognizer()), cfg.pipeline(), crops_dir, cfg.workers)
+        return RayScanner(template, cfg, crops_dir, loader=load_reader)  # actors load what a local scan loads
+    return Scanner(template, load_reader(cfg.model, cfg.recognizer()), cfg.pipeline(), crops_dir, cfg.workers)
 
 
 @dataclass
@@ -154,7 +154,7 @@ def _scan_files(files: list[Path], keys: list[FileKey], journal: ScanJournal | N
 
         def on_file(path: Path, recs: list[PageRecord]) -> None:
             i = next(finished)
-            found[i] = rows(recs, field_names)
+            found[i] = rows(recs, field_names, detail=True)
             if journal is not None:
                 journal.add(keys[i], found[i])
             progress.update(task, files=progress.tasks[task].fields["files"] + 1)

@@ -28,7 +28,8 @@ from formreader.config import Config
 from formreader.engines.uris import fetch, is_uri
 from formreader.errors import ConfigError
 from formreader.pipeline import PipelineSettings, PreparedPage, finish_pages, prepare_file, save_crops
-from formreader.recognize.predictor import RecognizerSettings, load_predictor
+from formreader.recognize.ensemble import load_reader
+from formreader.recognize.predictor import RecognizerSettings
 from formreader.records import PageRecord
 from formreader.template import Template
 
@@ -93,7 +94,7 @@ class Recognize:
     """Recognizer actor: models loaded once, by the loader the local scan uses, then batches of
     pages from many files; intra-op threads = the CPUs Ray gave it."""
 
-    def __init__(self, cfg: Config, crops_dir: Path | None, loader: Loader = load_predictor):
+    def __init__(self, cfg: Config, crops_dir: Path | None, loader: Loader = load_reader):
         device = cfg.device if _assigned("GPU") > 0 else "cpu"
         settings = replace(cfg.recognizer(), device=device, threads=max(1, int(_assigned("CPU"))))
         self.predictor = loader(cfg.model, settings)
@@ -166,7 +167,7 @@ def connect(cfg: Config) -> bool:
 class RayScanner:
     """Same interface as pipeline.Scanner: records in input order; `on_file` as each file completes."""
 
-    def __init__(self, template: Template, cfg: Config, crops_dir: Path | None = None, loader: Loader = load_predictor):
+    def __init__(self, template: Template, cfg: Config, crops_dir: Path | None = None, loader: Loader = load_reader):
         self.template = template
         self.cfg = cfg
         self.loader = loader  # a module-level function: actors import it by name
