@@ -1,0 +1,353 @@
+"""How fast `formreader scan` reads a set of files, against merely decoding them, in one run.
+
+    formreader benchmark --speed out/speed200 --report out/speed.json [--tesseract-pages 20]
+    formreader benchmark --speed out/speed200 --generate 200     # make the mixed set first
+
+On the same files with the same number of workers, one after the other:
+
+- decode-only: every page decoded to gray pixels and nothing else (pdftoppm for PDF, OpenCV for
+  images), `workers` processes. The floor no scanner can beat.
+- scan: a fresh `formreader` process runs the scan pipeline (ingest, align, segment, recognize,
+  decode) over the files; its own clock gives pages/s after start-up, the parent's clock the same
+  with start-up included; its records give time per stage, its rusage CPU time and peak memory.
+- start-up: `formreader --help`, and a fresh `formreader scan` of one page against the same page
+  scanned again in-process once everything is loaded.
+- optionally Tesseract (`tesseract PAGE - -l fra`, `workers` at a time) against `formreader scan`
+  on the same PNG pages, start-up included for both.
+
+The machine may be shared: absolute times move with its load, ratios measured in one run much
+less, so the report leads with ratios and records the load average.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from formreader.ingest import IMAGE_SUFFIXES, PDF_SUFFIXES, discover
+from formreader.records import STAGES
+
+SET_FORMATS = "pdf,jpg,png,tif"
+
+
+@dataclass
+class Measure:
+    """One timed phase: pages done, wall seconds, CPU seconds of every process involved."""
+
+    pages: int
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float = 0.0
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_ms_per_page(self) -> float:
+        return 1000 * self.cpu_seconds / self.pages if self.pages else 0.0
+
+    def as_dict(self) -> dict:
+        return {**{k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()},
+                "pages_per_s": round(self.pages_per_s, 3), "cpu_ms_per_page": round(self.cpu_ms_per_page, 1)}
+
+
+@dataclass
+class SpeedSettings:
+    workers: int = 2
+    dpi: float = 200.0
+    tesseract_pages: int = 0  # 0: no Tesseract comparison
+    config: Path | None = None  # TOML settings passed to the scan (template, model, ...)
+
+
+# --- decode-only -------------------------------------------------------------------------------
+
+def decode_pages(path: str, dpi: float = 200.0) -> list[np.ndarray]:
+    """Every page of a file as gray pixels, by the plainest fast route (no checks, no copies)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in PDF_SUFFIXES:
+        out = subprocess.run(["pdftoppm", "-gray", "-r", f"{dpi:g}", path], capture_output=True, check=True).stdout
+        return _parse_pgm_stream(out)
+    if suffix in (".tif", ".tiff"):
+        ok, frames = cv2.imreadmulti(path, flags=cv2.IMREAD_GRAYSCALE)
+        return list(frames) if ok else []
+    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    return [] if image is None else [image]
+
+
+def _parse_pgm_stream(data: bytes) -> list[np.ndarray]:
+    """pdftoppm writes one binary PGM (P5) per page, back to back."""
+    pages, pos = [], 0
+    while pos < len(data):
+        fields_, cursor = [], pos
+        while len(fields_) < 4:  # magic, width, height, maxval
+            while data[cursor:cursor + 1].isspace():
+                cursor += 1
+            end = cursor
+            while not data[end:end + 1].isspace():
+                end += 1
+            fields_.append(data[cursor:end])
+            cursor = end
+        cursor += 1  # the single whitespace after maxval
+        w, h = int(fields_[1]), int(fields_[2])
+        pages.append(np.frombuffer(data, np.uint8, w * h, cursor).reshape(h, w))
+        pos = cursor + w * h
+    return pages
+
+
+def _count_pages(path: str, dpi: float) -> int:
+    return len(decode_pages(path, dpi))
+
+
+def decode_only(files: list[Path], workers: int, dpi: float = 200.0) -> Measure:
+    before = os.times()
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pages = sum(pool.map(_count_pages, [str(f) for f in files], [dpi] * len(files)))
+    seconds = time.perf_counter() - start
+    after = os.times()  # the pool's processes (and their pdftoppm) are reaped: their CPU counts
+    cpu = (after.children_user + after.children_system + after.user + after.system
+           - before.children_user - before.children_system - before.user - before.system)
+    return Measure(pages, seconds, cpu, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+# --- scan in a fresh process -------------------------------------------------------------------
+
+def _formreader() -> list[str]:
+    return [sys.executable, "-m", "formreader"]
+
+
+def _child_env() -> dict[str, str]:
+    # The child imports this very checkout, wherever it is installed from.
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def scan_child(files: list[str], workers: int, config: str | None, out: str) -> None:
+    """Runs inside the fresh process: scan the files as `formreader scan` does, write a JSON."""
+    t_import = time.perf_counter()
+    from formreader.config import load_config
+    from formreader.pipeline import Scanner
+    from formreader.recognize.predictor import load_predictor
+    from formreader.template import Template
+
+    cfg = load_config(Path(config) if config else None, {"workers": workers})
+    template = Template.load(cfg.template)
+    scanner = Scanner(template, load_predictor(cfg.model, cfg.recognizer()), cfg.pipeline(), workers=cfg.workers)
+    t_ready = time.perf_counter()
+    stages = dict.fromkeys(STAGES, 0.0)
+    pages = failed = 0
+    for record in scanner.scan([Path(f) for f in files]):
+        pages += 1
+        failed += bool(record.error)
+        for stage, sec in record.timings.seconds.items():
+            stages[stage] = stages.get(stage, 0.0) + sec
+    t_done = time.perf_counter()
+    result = {"pages": pages, "failed": failed, "load_seconds": t_ready - t_import, "scan_seconds": t_done - t_ready,
+              "stage_seconds": stages}
+    Path(out).write_text(json.dumps(result))
+
+
+def scan_fresh(files: list[Path], settings: SpeedSettings) -> dict:
+    """Scan in a new process; returns the child's own figures plus wall, CPU and peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="formreader-speed-") as tmp:
+        out = Path(tmp) / "scan.json"
+        args = [sys.executable, "-m", "formreader.benchmark.speed", "--child", str(out), str(settings.workers),
+                str(settings.config or ""), *map(str, files)]
+        start = time.perf_counter()
+        proc = subprocess.Popen(args, env=_child_env())
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise RuntimeError(f"scan process failed with exit code {proc.returncode}")
+        child = json.loads(out.read_text())
+    child["wall_seconds"] = wall
+    child["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    child["peak_rss_mb"] = usage.ru_maxrss / 1024
+    return child
+
+
+# --- start-up ----------------------------------------------------------------------------------
+
+def _timed(cmd: list[str], **kw) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=_child_env(), **kw)
+    return time.perf_counter() - start
+
+
+def startup(one_page: Path, settings: SpeedSettings, repeats: int = 3) -> dict:
+    """Fresh processes (best of `repeats`) against the same page scanned in this warm process."""
+    from formreader.config import load_config
+    from formreader.pipeline import Scanner
+    from formreader.recognize.predictor import load_predictor
+    from formreader.template import Template
+
+    extra = ["--config", str(settings.config)] if settings.config else []
+    with tempfile.TemporaryDirectory(prefix="formreader-speed-") as tmp:
+        help_s = min(_timed([*_formreader(), "--help"]) for _ in range(repeats))
+        scan_s = min(_timed([*_formreader(), "scan", str(one_page), "--out", f"{tmp}/one.csv", *extra]) for _ in range(repeats))
+    cfg = load_config(settings.config, {"workers": settings.workers})
+    scanner = Scanner(Template.load(cfg.template), load_predictor(cfg.model, cfg.recognizer()), cfg.pipeline(), workers=cfg.workers)
+    list(scanner.scan([one_page]))  # warm: first-call costs are start-up too
+    warm = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        list(scanner.scan([one_page]))
+        warm.append(time.perf_counter() - t0)
+    return {"help_seconds": help_s, "scan_one_page_fresh_seconds": scan_s, "scan_one_page_warm_seconds": min(warm),
+            "startup_seconds": scan_s - min(warm)}
+
+
+# --- Tesseract ---------------------------------------------------------------------------------
+
+def tesseract_compare(files: list[Path], settings: SpeedSettings) -> dict:
+    """`tesseract PAGE - -l fra` against `formreader scan` on the same PNG pages, start-up included."""
+    if shutil.which("tesseract") is None:
+        return {"skipped": "tesseract is not installed"}
+    with tempfile.TemporaryDirectory(prefix="formreader-speed-") as tmp:
+        pngs = _first_pages_as_png(files, settings.tesseract_pages, Path(tmp) / "pages", settings.dpi)
+        env = {**os.environ, "OMP_THREAD_LIMIT": "1"}  # `workers` single-threaded processes, as ours
+        start = time.perf_counter()
+        running: list[subprocess.Popen] = []
+        for png in pngs:
+            if len(running) >= settings.workers:
+                running.pop(0).wait()
+            running.append(subprocess.Popen(["tesseract", str(png), "-", "-l", "fra"], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, env=env))
+        for proc in running:
+            proc.wait()
+        tess = time.perf_counter() - start
+        extra = ["--config", str(settings.config)] if settings.config else []
+        ours = _timed([*_formreader(), "scan", str(Path(tmp) / "pages"), "--out", f"{tmp}/rows.csv", *extra])
+    return {"pages": len(pngs), "tesseract_seconds": tess, "formreader_seconds": ours,
+            "tesseract_pages_per_s": len(pngs) / tess, "formreader_pages_per_s": len(pngs) / ours,
+            "speedup": tess / ours}
+
+
+def _first_pages_as_png(files: list[Path], count: int, folder: Path, dpi: float) -> list[Path]:
+    folder.mkdir(parents=True)
+    out: list[Path] = []
+    for f in files:
+        for image in decode_pages(str(f), dpi):
+            if len(out) == count:
+                return out
+            out.append(folder / f"page_{len(out) + 1:03d}.png")
+            cv2.imwrite(str(out[-1]), image)
+    return out
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+def run_speed(inputs: list[Path], settings: SpeedSettings = SpeedSettings(), on_phase=None) -> dict:
+    files = discover(inputs)
+    if not files:
+        raise ValueError(f"no PDF or image files in {', '.join(map(str, inputs))}")
+    say = on_phase or (lambda name: None)
+    load_before = os.getloadavg()
+    say("decode-only")
+    decode = decode_only(files, settings.workers, settings.dpi)
+    say("scan")
+    scan = scan_fresh(files, settings)
+    say("start-up")
+    one_page = next((f for f in files if f.suffix.lower() in IMAGE_SUFFIXES), files[0])
+    start = startup(one_page, settings)
+    tess = None
+    if settings.tesseract_pages:
+        say("tesseract")
+        tess = tesseract_compare(files, settings)
+    scan_measure = Measure(scan["pages"], scan["scan_seconds"], scan["cpu_seconds"], scan["peak_rss_mb"])
+    with_startup = Measure(scan["pages"], scan["wall_seconds"], scan["cpu_seconds"], scan["peak_rss_mb"])
+    pages = max(scan["pages"], 1)
+    report = {
+        "files": len(files),
+        "pages": decode.pages,
+        "workers": settings.workers,
+        "cpus": os.cpu_count(),
+        "load_average": {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]},
+        "decode_only": decode.as_dict(),
+        "scan": {**scan_measure.as_dict(), "failed_pages": scan["failed"], "load_seconds": round(scan["load_seconds"], 3)},
+        "scan_with_startup": with_startup.as_dict(),
+        "ratio": round(scan_measure.pages_per_s / decode.pages_per_s, 3) if decode.pages_per_s else None,
+        "ratio_with_startup": round(with_startup.pages_per_s / decode.pages_per_s, 3) if decode.pages_per_s else None,
+        "cpu_ratio": round(decode.cpu_ms_per_page / scan_measure.cpu_ms_per_page, 3) if scan_measure.cpu_ms_per_page else None,
+        "stage_ms_per_page": {s: round(1000 * v / pages, 1) for s, v in scan["stage_seconds"].items()},
+        "startup": {k: round(v, 3) for k, v in start.items()},
+        "tesseract": {k: round(v, 3) if isinstance(v, float) else v for k, v in tess.items()} if tess else None,
+        "cuda": "not measured (no GPU)",
+    }
+    return report
+
+
+def config_toml(cfg) -> str:
+    """A resolved Config as a TOML file's text, so fresh processes run with the very same settings."""
+    lines = ["[formreader]"]
+    for key, value in asdict(cfg).items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = str(value.resolve())
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def make_set(folder: Path, pages: int = 200, seed: int = 5, data_root: Path | None = None):
+    """The mixed speed set: PDF (1-3 pages), JPEG, PNG, TIFF in turn, every page at 200 dpi.
+
+    Real handwriting (dev `val` crops) when the shared data is there, else the shared fonts.
+    """
+    from formreader.commands.synth import run_synth
+    from formreader.paths import shared_root
+
+    root = shared_root(data_root)
+    names = "kaggle-val" if (root / "data" / "kaggle-names").is_dir() else "fonts"
+    return run_synth(Path(folder), pages, "mild", names, "reserved", root, formats=SET_FORMATS, seed=seed, dpi=200.0)
+
+
+def speed_table(report: dict):
+    from rich.table import Table
+
+    d, s, w = report["decode_only"], report["scan"], report["scan_with_startup"]
+    table = Table(title=f"speed: {report['pages']} pages in {report['files']} files, {report['workers']} workers, "
+                        f"load {report['load_average']['before'][0]:.2f} → {report['load_average']['after'][0]:.2f}")
+    for col in ("", "pages/s", "CPU ms/page", "peak RSS MB", "vs decode-only"):
+        table.add_column(col, justify="left" if not col else "right")
+    table.add_row("decode only", f"{d['pages_per_s']:.2f}", f"{d['cpu_ms_per_page']:.0f}", f"{d['peak_rss_mb']:.0f}", "1.00")
+    table.add_row("scan", f"{s['pages_per_s']:.2f}", f"{s['cpu_ms_per_page']:.0f}", f"{s['peak_rss_mb']:.0f}", f"{report['ratio']:.2f}")
+    table.add_row("scan, start-up included", f"{w['pages_per_s']:.2f}", "", "", f"{report['ratio_with_startup']:.2f}")
+    stages = report["stage_ms_per_page"]
+    table.add_row("scan stages, ms/page", " ".join(f"{k} {v:.0f}" for k, v in stages.items()), "", "", "")
+    st = report["startup"]
+    table.add_row("start-up", f"--help {st['help_seconds']:.2f} s", f"1 page fresh {st['scan_one_page_fresh_seconds']:.2f} s",
+                  f"warm {st['scan_one_page_warm_seconds']:.3f} s", "")
+    t = report.get("tesseract")
+    if t and "skipped" not in t:
+        table.add_row(f"tesseract, {t['pages']} PNG pages", f"{t['tesseract_pages_per_s']:.2f}", "", "", "")
+        table.add_row(f"formreader scan, same {t['pages']} pages", f"{t['formreader_pages_per_s']:.2f}", "", "",
+                      f"{t['speedup']:.1f}x tesseract")
+    elif t:
+        table.add_row("tesseract", t["skipped"], "", "", "")
+    table.add_row("CUDA", report["cuda"], "", "", "")
+    return table
+
+
+if __name__ == "__main__":  # the scan process of `scan_fresh`
+    if len(sys.argv) >= 5 and sys.argv[1] == "--child":
+        out_path, n_workers, config_path, *paths = sys.argv[2:]
+        scan_child(paths, int(n_workers), config_path or None, out_path)
+    else:
+        sys.exit("internal entry point of `formreader benchmark --speed`")
