@@ -82,9 +82,20 @@ def ink_bbox(gray: np.ndarray, min_area: int = 6, pad: int = 3) -> tuple[int, in
     return _mask_bbox(ink_mask(gray), min_area, pad)
 
 
-def _mask_bbox(ink: np.ndarray, min_area: int = 6, pad: int = 3) -> tuple[int, int, int, int] | None:
-    mask = ink.astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+def _components(gray: np.ndarray) -> tuple:
+    """Ink mask (uint8) and its 8-connected components (count, stats, centroids), computed once
+    for both the printed-prefix search and the ink box."""
+    mask = ink_mask(gray).astype(np.uint8)
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    return mask, n, stats, centroids
+
+
+def _mask_bbox(ink: np.ndarray, min_area: int = 6, pad: int = 3, components: tuple | None = None) -> tuple[int, int, int, int] | None:
+    if components is None:
+        mask = ink.astype(np.uint8)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    else:
+        mask, n, stats, _ = components
     h, w = mask.shape
     keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area and not _is_margin_stamp(stats[i], h, w)]
     keep = _drop_cut_lines(stats, keep, h)
@@ -136,8 +147,14 @@ def normalize_crop(image: np.ndarray, spec: InputSpec = InputSpec()) -> np.ndarr
     A printed label (``NOM :``) is painted out first; the crop is then trimmed to its ink, contrast-stretched, resized to the input height keeping the
     aspect ratio (squeezed only when too wide) and padded on the right with paper.
     """
-    gray = strip_prefix(to_gray(image))
-    box = ink_bbox(gray)
+    gray = to_gray(image)
+    components = _components(gray)
+    end = _prefix_end(gray, components)
+    if end is not None:  # as strip_prefix
+        gray = gray.copy()
+        gray[:, : end + 1] = 255
+        components = _components(gray)
+    box = _mask_bbox(components[0], components=components)
     if box is not None:
         x0, y0, x1, y1 = box
         gray = gray[y0:y1, x0:x1]
@@ -191,9 +208,12 @@ MAX_PREFIX_FRACTION = 0.45  # a label never takes more than this much of the cro
 def find_prefix_end(image: np.ndarray) -> int | None:
     """x just right of the printed label's colon, or None when the crop has no printed prefix."""
     gray = to_gray(image)
+    return _prefix_end(gray, _components(gray))
+
+
+def _prefix_end(gray: np.ndarray, components: tuple) -> int | None:
     h, w = gray.shape
-    mask = ink_mask(gray).astype(np.uint8)
-    n, _, st, cen = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    mask, n, st, cen = components
     limit = max(3, h * 0.2)
     dots = [
         i for i in range(1, n)
