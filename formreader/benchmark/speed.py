@@ -12,8 +12,8 @@ On the same files with the same number of workers, one after the other:
   with start-up included; its records give time per stage, its rusage CPU time and peak memory.
 - start-up: `formreader --help`, and a fresh `formreader scan` of one page against the same page
   scanned again in-process once everything is loaded.
-- optionally Tesseract (`tesseract PAGE - -l fra`, `workers` at a time) against `formreader scan`
-  on the same PNG pages, start-up included for both.
+- optionally Tesseract (`tesseract PAGE - -l fra`, page after page) against one `formreader scan`
+  of the same PNG pages, start-up included for both.
 
 The machine may be shared: absolute times move with its load, ratios measured in one run much
 less, so the report leads with ratios and records the load average.
@@ -222,21 +222,15 @@ def startup(one_page: Path, settings: SpeedSettings, repeats: int = 3) -> dict:
 # --- Tesseract ---------------------------------------------------------------------------------
 
 def tesseract_compare(files: list[Path], settings: SpeedSettings) -> dict:
-    """`tesseract PAGE - -l fra` against `formreader scan` on the same PNG pages, start-up included."""
+    """`tesseract PAGE - -l fra` page after page, as a user's shell loop runs it (with its own
+    default threads), against one `formreader scan` of the same PNG pages; start-up included."""
     if shutil.which("tesseract") is None:
         return {"skipped": "tesseract is not installed"}
     with tempfile.TemporaryDirectory(prefix="formreader-speed-") as tmp:
         pngs = _first_pages_as_png(files, settings.tesseract_pages, Path(tmp) / "pages", settings.dpi)
-        env = {**os.environ, "OMP_THREAD_LIMIT": "1"}  # `workers` single-threaded processes, as ours
         start = time.perf_counter()
-        running: list[subprocess.Popen] = []
         for png in pngs:
-            if len(running) >= settings.workers:
-                running.pop(0).wait()
-            running.append(subprocess.Popen(["tesseract", str(png), "-", "-l", "fra"], stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL, env=env))
-        for proc in running:
-            proc.wait()
+            subprocess.run(["tesseract", str(png), "-", "-l", "fra"], capture_output=True, check=False)
         tess = time.perf_counter() - start
         extra = ["--config", str(settings.config)] if settings.config else []
         ours = _timed([*_formreader(), "scan", str(Path(tmp) / "pages"), "--out", f"{tmp}/rows.csv", *extra])
