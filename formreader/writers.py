@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
+
 from formreader.errors import ConfigError
 from formreader.records import PageRecord
 
@@ -28,8 +30,6 @@ def rows(records: Iterable[PageRecord], field_names: list[str]) -> list[dict[str
 def render(records: Iterable[PageRecord], field_names: list[str], fmt: str) -> str:
     table = rows(records, field_names)
     if fmt == "csv":
-        import pandas as pd  # here, not at the top: a third of `formreader scan`'s start-up otherwise
-
         columns = list(PageRecord(file="", page=0).row(field_names))
         return pd.DataFrame(table, columns=columns).to_csv(index=False)
     if fmt == "json":
