@@ -44,6 +44,7 @@ def test_speed_benchmark_generates_a_mixed_set_and_reports(tmp_path: Path):
     for part in ("decode_only", "scan", "scan_with_startup"):
         assert report[part]["pages"] == pages
         assert report[part]["pages_per_s"] > 0 and report[part]["seconds"] > 0
+    assert report["decode_only"]["pages_per_s_before_scan"] > 0 and report["decode_only"]["pages_per_s_after_scan"] > 0
     assert report["decode_only"]["cpu_ms_per_page"] > 0 and report["scan"]["cpu_ms_per_page"] > 0
     assert report["scan"]["peak_rss_mb"] > 0 and report["scan"]["failed_pages"] == 0
     assert report["ratio"] == round(report["scan"]["pages_per_s"] / report["decode_only"]["pages_per_s"], 3)

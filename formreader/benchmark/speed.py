@@ -6,7 +6,7 @@
 On the same files with the same number of workers, one after the other:
 
 - decode-only: every page decoded to gray pixels and nothing else (pdftoppm for PDF, OpenCV for
-  images), `workers` processes. The floor no scanner can beat.
+  images), `workers` processes. The floor no scanner can beat. Run before and after the scan.
 - scan: a fresh `formreader` process runs the scan pipeline (ingest, align, segment, recognize,
   decode) over the files; its own clock gives pages/s after start-up, the parent's clock the same
   with start-up included; its records give time per stage, its rusage CPU time and peak memory.
@@ -308,10 +308,17 @@ def run_speed(inputs: list[Path], settings: SpeedSettings = SpeedSettings(), on_
         raise ValueError(f"no PDF or image files in {', '.join(map(str, inputs))}")
     say = on_phase or (lambda name: None)
     load_before = os.getloadavg()
+    # Decode-only runs just before and just after the scan and counts as their mean: the load of a
+    # shared machine drifts, and bracketing cancels a steady drift.
     say("decode-only")
-    decode = decode_only(files, settings.workers, settings.dpi)
+    decode_before = decode_only(files, settings.workers, settings.dpi)
     say("scan")
     scan = scan_fresh(files, settings)
+    say("decode-only, again")
+    decode_after = decode_only(files, settings.workers, settings.dpi)
+    decode = Measure(decode_before.pages, (decode_before.seconds + decode_after.seconds) / 2,
+                     (decode_before.cpu_seconds + decode_after.cpu_seconds) / 2,
+                     max(decode_before.peak_rss_mb, decode_after.peak_rss_mb))
     say("CPU per stage")
     cpu_stages = stage_cpu(files, settings)
     say("start-up")
@@ -331,7 +338,8 @@ def run_speed(inputs: list[Path], settings: SpeedSettings = SpeedSettings(), on_
         "workers": settings.workers,
         "cpus": os.cpu_count(),
         "load_average": {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]},
-        "decode_only": decode.as_dict(),
+        "decode_only": {**decode.as_dict(), "pages_per_s_before_scan": round(decode_before.pages_per_s, 3),
+                        "pages_per_s_after_scan": round(decode_after.pages_per_s, 3)},
         "scan": {**scan_measure.as_dict(), "failed_pages": scan["failed"], "load_seconds": round(scan["load_seconds"], 3)},
         "scan_with_startup": with_startup.as_dict(),
         "ratio": round(scan_measure.pages_per_s / decode.pages_per_s, 3) if decode.pages_per_s else None,
@@ -390,6 +398,7 @@ def speed_table(report: dict):
     details = Table(show_header=False)
     details.add_column("what")
     details.add_column("value", justify="right")
+    details.add_row("decode-only pages/s, before / after the scan", f"{d['pages_per_s_before_scan']:.2f} / {d['pages_per_s_after_scan']:.2f}")
     cpu = report["stage_cpu_ms_per_page"]
     details.add_row(f"CPU ms/page per stage (1 thread, {cpu['pages']} pages)",
                     "  ".join(f"{k} {cpu[k]:.0f}" for k in ("ingest", "align", "segment", "recognize")))
