@@ -318,7 +318,7 @@ def run_speed(inputs: list[Path], settings: SpeedSettings = SpeedSettings(), on_
     decode_after = decode_only(files, settings.workers, settings.dpi)
     decode = Measure(decode_before.pages, (decode_before.seconds + decode_after.seconds) / 2,
                      (decode_before.cpu_seconds + decode_after.cpu_seconds) / 2,
-                     max(decode_before.peak_rss_mb, decode_after.peak_rss_mb))
+                     decode_before.peak_rss_mb)  # later, the scan process is among the children too
     say("CPU per stage")
     cpu_stages = stage_cpu(files, settings)
     say("start-up")
