@@ -250,7 +250,7 @@ def synth(
 
 @app.command()
 def benchmark(
-    labelled: Annotated[Path, typer.Argument(help="Labelled set: a form set (folder + truth.csv) or a crop set (images + labels.csv, Kaggle format).", file_okay=False)],
+    labelled: Annotated[Path, typer.Argument(help="Labelled set: a form set (folder + truth.csv) or a crop set (images + labels.csv, Kaggle format); with --speed, any folder of scans.", file_okay=False)],
     report: Annotated[Optional[Path], typer.Option("--report", "-r", help="Write the JSON report here, with .fields.png, .coverage.png, .errors.html and .items.csv beside it.", dir_okay=False)] = None,
     compare: Annotated[Optional[list[str]], typer.Option("--compare", help="Add a baseline row: tesseract (when installed).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Crop sets: score only this SPLIT of labels.csv (e.g. val).")] = None,
