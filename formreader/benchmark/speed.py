@@ -139,8 +139,8 @@ def _child_env() -> dict[str, str]:
 
 def _cpu() -> float:
     """CPU seconds of this process, its threads and its reaped children (pdftoppm)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def scan_child(files: list[str], workers: int, config: str | None, out: str) -> None:
