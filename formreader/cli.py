@@ -371,11 +371,15 @@ def synth(
 
 @app.command()
 def benchmark(
-    labelled: Annotated[Path, typer.Argument(help="Labelled set: a form set (folder + truth.csv) or a crop set (images + labels.csv, Kaggle format).", file_okay=False)],
+    labelled: Annotated[Path, typer.Argument(help="Labelled set: a form set (folder + truth.csv) or a crop set (images + labels.csv, Kaggle format); with --speed, any folder of scans.", file_okay=False)],
     report: Annotated[Optional[Path], typer.Option("--report", "-r", help="Write the JSON report here, with .fields.png, .coverage.png, .errors.html and .items.csv beside it.", dir_okay=False)] = None,
     compare: Annotated[Optional[list[str]], typer.Option("--compare", help="Add a baseline row: tesseract, ppocr (PP-OCRv5 alone). Repeat for both.")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Crop sets: score only this SPLIT of labels.csv (e.g. val).")] = None,
     worst: Annotated[int, typer.Option("--worst", help="Rows on the worst-errors page.")] = 40,
+    speed: Annotated[bool, typer.Option("--speed", help="Speed instead of accuracy: decode-only vs scan pages/s, time per stage, start-up, peak memory, on any folder of scans (no truth needed).")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="--speed: processes decoding and workers scanning (same for both).", min=1)] = None,
+    tesseract_pages: Annotated[int, typer.Option("--tesseract-pages", help="--speed: also time `tesseract PAGE - -l fra` against `formreader scan` on this many pages (0: off).", min=0)] = 0,
+    generate: Annotated[Optional[int], typer.Option("--generate", help="--speed: first write a mixed set of this many pages (PDF, JPEG, PNG, TIFF at 200 dpi) into the folder with `formreader synth`.", min=1)] = None,
     config: ConfigOpt = None,
     template: TemplateOpt = None,
     model: ModelOpt = None,
@@ -396,12 +400,18 @@ def benchmark(
         formreader benchmark out/bench-hard --compare tesseract --report out/hard.json
 
         formreader benchmark ../shared/data/kaggle-names/dev --split val --compare tesseract
+
+        formreader benchmark --speed out/speed200 --generate 200 --tesseract-pages 20 --report out/speed.json
     """
-    from formreader.commands.benchmark import run_benchmark
+    from formreader.commands.benchmark import run_benchmark, run_speed_benchmark
 
     try:
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, review_threshold=review_threshold)
-        run_benchmark(labelled, cfg, report, compare or [], split, worst, console=err)
+                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, review_threshold=review_threshold,
+                      workers=workers)
+        if speed:
+            run_speed_benchmark(labelled, cfg, report, tesseract_pages, generate, console=err)
+        else:
+            run_benchmark(labelled, cfg, report, compare or [], split, worst, console=err)
     except FormreaderError as exc:
         raise _fail(exc)

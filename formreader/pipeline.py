@@ -109,7 +109,7 @@ def _align_and_cut(image, template: Template, aligner: Aligner, settings: Pipeli
         # Reading fields from a misregistered page would put wrong values in the right columns.
         record.error = f"page does not match template {template.name!r}: {result.note}"
         return []
-    crops = cut_fields(result.image, template, settings.margin_mm)
+    crops = cut_fields(result, template, settings.margin_mm)
     record.timings.add("segment", time.perf_counter() - t1)
     return crops
 

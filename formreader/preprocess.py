@@ -42,6 +42,36 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
+def percentile_u8(gray: np.ndarray, q: float) -> np.float64:
+    """`np.percentile(gray, q)` of a uint8 image, from its histogram: same value, no sort.
+
+    Percentiles of every crop were the scan's single biggest cost once alignment got cheap.
+    """
+    n = gray.size
+    cum = np.cumsum(cv2.calcHist([np.ascontiguousarray(gray)], [0], None, [256], [0, 256]).ravel())
+    # numpy's "linear" method, step by step, so the floating-point result is bit for bit the same.
+    quantile = np.float64(q) / 100
+    virtual = (n - 1) * quantile
+    below = np.floor(virtual)
+    gamma = virtual - below
+    lo = int(np.clip(below, 0, n - 1))
+    a = float(np.searchsorted(cum, lo, side="right"))
+    b = float(np.searchsorted(cum, min(lo + 1, n - 1), side="right"))
+    diff = b - a
+    # np.float64, as numpy returns: arithmetic with a float32 crop then runs in float64 as before.
+    return np.float64(b - diff * (1 - gamma)) if gamma >= 0.5 else np.float64(a + diff * gamma)
+
+
+def median_u8(gray: np.ndarray) -> float:
+    """`np.median(gray)` of a uint8 image, from its histogram."""
+    n = gray.size
+    cum = np.cumsum(cv2.calcHist([np.ascontiguousarray(gray)], [0], None, [256], [0, 256]).ravel())
+    upper = float(np.searchsorted(cum, n // 2, side="right"))
+    if n % 2:
+        return upper
+    return (float(np.searchsorted(cum, n // 2 - 1, side="right")) + upper) / 2
+
+
 def ink_mask(gray: np.ndarray) -> np.ndarray:
     """Boolean mask of dark ink on light paper (Otsu, guarded against blank crops)."""
     if gray.size == 0:
@@ -49,15 +79,30 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
     blur = cv2.GaussianBlur(gray, (3, 3), 0)
     thr, _ = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # On a blank crop Otsu splits paper noise in two; never call light grey "ink".
-    thr = min(thr, float(np.median(blur)) - 40.0)
+    thr = min(thr, median_u8(blur) - 40.0)
     return blur < thr
 
 
 def ink_bbox(gray: np.ndarray, min_area: int = 6, pad: int = 3) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) around the writing, ignoring specks and edge debris; None when blank."""
+    return _mask_bbox(ink_mask(gray), min_area, pad)
+
+
+def _components(gray: np.ndarray) -> tuple:
+    """Ink mask (uint8) and its 8-connected components (count, stats, centroids), computed once
+    for both the printed-prefix search and the ink box."""
     mask = ink_mask(gray).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    h, w = gray.shape
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    return mask, n, stats, centroids
+
+
+def _mask_bbox(ink: np.ndarray, min_area: int = 6, pad: int = 3, components: tuple | None = None) -> tuple[int, int, int, int] | None:
+    if components is None:
+        mask = ink.astype(np.uint8)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    else:
+        mask, n, stats, _ = components
+    h, w = mask.shape
     keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area and not _is_margin_stamp(stats[i], h, w)]
     keep = _drop_cut_lines(stats, keep, h)
     if not keep:
@@ -126,14 +171,20 @@ def normalize_crop(image: np.ndarray, spec: InputSpec = InputSpec()) -> np.ndarr
     A printed label (``NOM :``) is painted out first; the crop is then trimmed to its ink, contrast-stretched, resized to the input height keeping the
     aspect ratio (squeezed only when too wide) and padded on the right with paper.
     """
-    gray = strip_prefix(to_gray(image))
-    box = ink_bbox(gray)
+    gray = to_gray(image)
+    components = _components(gray)
+    end = _prefix_end(gray, components)
+    if end is not None:  # as strip_prefix
+        gray = gray.copy()
+        gray[:, : end + 1] = 255
+        components = _components(gray)
+    box = _mask_bbox(components[0], components=components)
     if box is not None:
         x0, y0, x1, y1 = box
         gray = gray[y0:y1, x0:x1]
     else:
         gray = np.full((spec.height, spec.height), 255, np.uint8)
-    lo, hi = np.percentile(gray, (2, 98)) if box is not None else (0.0, 255.0)
+    lo, hi = (percentile_u8(gray, 2), percentile_u8(gray, 98)) if box is not None else (0.0, 255.0)
     if hi - lo < 30:  # flat crop: keep it as is rather than amplify noise
         lo, hi = 0.0, 255.0
     stretched = np.clip((gray.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255)
@@ -161,10 +212,10 @@ def blank_confidence(image: np.ndarray, min_ink_fraction: float = 0.002) -> floa
     Blank fields read as "" without asking the recognizer, which would otherwise be free to
     hallucinate letters out of scanner noise.
     """
-    gray = to_gray(image)
-    if ink_bbox(gray) is None:
+    ink = ink_mask(to_gray(image))
+    if _mask_bbox(ink) is None:
         return 1.0
-    fraction = float(ink_mask(gray).mean())
+    fraction = float(ink.mean())
     if fraction >= min_ink_fraction:
         return None
     return 1.0 - fraction / min_ink_fraction
@@ -181,9 +232,12 @@ MAX_PREFIX_FRACTION = 0.45  # a label never takes more than this much of the cro
 def find_prefix_end(image: np.ndarray) -> int | None:
     """x just right of the printed label's colon, or None when the crop has no printed prefix."""
     gray = to_gray(image)
+    return _prefix_end(gray, _components(gray))
+
+
+def _prefix_end(gray: np.ndarray, components: tuple) -> int | None:
     h, w = gray.shape
-    mask = ink_mask(gray).astype(np.uint8)
-    n, _, st, cen = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    mask, n, st, cen = components
     limit = max(3, h * 0.2)
     dots = [
         i for i in range(1, n)

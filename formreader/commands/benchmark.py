@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -74,6 +75,31 @@ def run_benchmark(
         files = report["files"]
         console.print(f"report → {report_path}\nplots → {files['fields_png']}, {files['coverage_png']}\nworst errors → {files['errors_html']}")
     return BenchmarkOutcome(report, run)
+
+
+def run_speed_benchmark(folder: Path, cfg: Config, report_path: Path | None = None, tesseract_pages: int = 0,
+                        generate: int | None = None, console: Console | None = None) -> dict:
+    """`--speed`: decode-only against scan on the same files in one run (formreader.benchmark.speed)."""
+    from formreader.benchmark import speed
+    from formreader.writers import atomic_write_text
+
+    console = console or Console(stderr=True)
+    if generate:
+        speed.make_set(folder, generate)
+    if not Path(folder).is_dir():
+        raise ConfigError(f"{folder}: not a folder (--generate N writes a speed set there)")
+    with tempfile.TemporaryDirectory(prefix="formreader-speed-") as tmp:
+        settings_file = Path(tmp) / "settings.toml"
+        settings_file.write_text(speed.config_toml(cfg), encoding="utf-8")
+        settings = speed.SpeedSettings(workers=cfg.workers, dpi=cfg.dpi, tesseract_pages=tesseract_pages, config=settings_file)
+        with console.status("speed benchmark") as status:
+            report = speed.run_speed([Path(folder)], settings, on_phase=lambda name: status.update(f"speed benchmark: {name}"))
+    console.print(speed.speed_table(report))
+    if report_path is not None:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(report_path), json.dumps(report, indent=2) + "\n")
+        console.print(f"report → {report_path}")
+    return report
 
 
 def _describe_model(path: Path) -> str:
