@@ -148,12 +148,14 @@ def scan_child(files: list[str], workers: int, config: str | None, out: str) -> 
     t_import = time.perf_counter()
     from formreader.config import load_config
     from formreader.pipeline import Scanner
-    from formreader.recognize.predictor import load_predictor
+    from formreader.recognize.ensemble import (
+        load_reader,  # what `formreader scan` loads
+    )
     from formreader.template import Template
 
     cfg = load_config(Path(config) if config else None, {"workers": workers})
     template = Template.load(cfg.template)
-    scanner = Scanner(template, load_predictor(cfg.model, cfg.recognizer()), cfg.pipeline(), workers=cfg.workers)
+    scanner = Scanner(template, load_reader(cfg.model, cfg.recognizer()), cfg.pipeline(), workers=cfg.workers)
     t_ready, cpu_ready = time.perf_counter(), _cpu()
     stages = dict.fromkeys(STAGES, 0.0)
     pages = failed = 0
@@ -195,10 +197,13 @@ def stage_cpu(files: list[Path], settings: SpeedSettings, max_pages: int = 40) -
     wall times, hardly CPU times. Ingest counts poppler's CPU too (its processes are reaped)."""
     import cv2 as _cv2
 
+    from formreader.align import Aligner
     from formreader.config import load_config
     from formreader.ingest import read_pages
-    from formreader.recognize.predictor import load_predictor
-    from formreader.align import Aligner
+    from formreader.recognize.ensemble import (
+        load_reader,  # what `formreader scan` loads
+    )
+    from formreader.recognize.grammar import Grammar
     from formreader.segment import cut_fields
     from formreader.template import Template
 
@@ -206,7 +211,7 @@ def stage_cpu(files: list[Path], settings: SpeedSettings, max_pages: int = 40) -
     template = Template.load(cfg.template)
     pipe = cfg.pipeline()
     aligner = Aligner(template, pipe.aligner)
-    predictor = load_predictor(cfg.model, cfg.recognizer())
+    predictor = load_reader(cfg.model, cfg.recognizer())
     spent = dict.fromkeys(("ingest", "align", "segment", "recognize"), 0.0)
     crops, pages = [], 0
     threads = _cv2.getNumThreads()
@@ -227,10 +232,10 @@ def stage_cpu(files: list[Path], settings: SpeedSettings, max_pages: int = 40) -
                 c1 = _cpu()
                 spent["align"] += c1 - c0
                 if result.ok:
-                    crops += [c.image for c in cut_fields(result, template, pipe.margin_mm) if not c.blank]
+                    crops += [c for c in cut_fields(result, template, pipe.margin_mm) if not c.blank]
                 spent["segment"] += _cpu() - c1
         c0 = _cpu()
-        predictor.predict(crops)
+        predictor.predict([c.image for c in crops], [Grammar(c.kind, c.choices) for c in crops])
         spent["recognize"] += _cpu() - c0  # normalization, model and decoding
     finally:
         _cv2.setNumThreads(threads)
@@ -256,7 +261,9 @@ def startup(one_page: Path, settings: SpeedSettings, repeats: int = 3) -> dict:
     """Fresh processes (best of `repeats`) against the same page scanned in this warm process."""
     from formreader.config import load_config
     from formreader.pipeline import Scanner
-    from formreader.recognize.predictor import load_predictor
+    from formreader.recognize.ensemble import (
+        load_reader,  # what `formreader scan` loads
+    )
     from formreader.template import Template
 
     extra = ["--config", str(settings.config)] if settings.config else []
@@ -265,7 +272,7 @@ def startup(one_page: Path, settings: SpeedSettings, repeats: int = 3) -> dict:
         scan_s = min(_timed([*_formreader(), "scan", str(one_page), "--out", f"{tmp}/one.csv", *extra], f"{tmp}/one.csv")
                      for _ in range(repeats))
     cfg = load_config(settings.config, {"workers": settings.workers})
-    scanner = Scanner(Template.load(cfg.template), load_predictor(cfg.model, cfg.recognizer()), cfg.pipeline(), workers=cfg.workers)
+    scanner = Scanner(Template.load(cfg.template), load_reader(cfg.model, cfg.recognizer()), cfg.pipeline(), workers=cfg.workers)
     list(scanner.scan([one_page]))  # warm: first-call costs are start-up too
     warm = []
     for _ in range(repeats):
