@@ -78,7 +78,7 @@ def cmd_pseudolabel(args: argparse.Namespace) -> None:
     from train.pseudolabel import pseudolabel
 
     pseudolabel(Path(args.model).resolve(), shared_root(args.data_root), Path(args.output).resolve(),
-                args.min_confidence, args.unknown_confidence)
+                args.min_confidence, args.unknown_confidence, args.teacher, args.split, args.threads)
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--output", required=True)
     p.add_argument("--min-confidence", type=float, default=0.3, help="for readings that are known names")
     p.add_argument("--unknown-confidence", type=float, default=0.7, help="for other readings")
+    p.add_argument("--teacher", default="crnn", choices=["crnn", "ensemble"],
+                   help="crnn: beam + lexicon; ensemble: CRNN + PP-OCRv5 + lexicon, kept only where both models agree")
+    p.add_argument("--split", default="unlabelled", choices=["unlabelled", "train"],
+                   help="train: label the labelled dev train split and print how often kept labels are right")
+    p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=cmd_pseudolabel)
 
     p = sub.add_parser("pack", help="copy a compact subset of shared/ for a remote training box")
