@@ -23,6 +23,12 @@ class InputSpec:
     scale: float = 1.0 / 255.0
     mean: float = 0.0
     std: float = 1.0
+    channels: int = 1  # gray replicated to this many channels (PP-OCR reads 3)
+
+    @property
+    def paper(self) -> float:
+        """The normalized value of blank paper (what the right padding holds)."""
+        return ((0.0 if self.invert else 255.0) * self.scale - self.mean) / self.std
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -127,8 +133,8 @@ def to_batch(crops: list[np.ndarray], spec: InputSpec = InputSpec()) -> np.ndarr
     """Normalized (H, W) arrays -> one float32 batch in the spec's layout."""
     batch = np.stack(crops).astype(np.float32)
     if spec.layout == "NCHW":
-        return batch[:, None, :, :]
-    return batch[:, :, :, None]
+        return np.repeat(batch[:, None, :, :], spec.channels, axis=1)
+    return np.repeat(batch[:, :, :, None], spec.channels, axis=3)
 
 
 def blank_confidence(image: np.ndarray, min_ink_fraction: float = 0.002) -> float | None:

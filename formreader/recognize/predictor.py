@@ -27,6 +27,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "crn
 class Reading:
     text: str
     confidence: float
+    raw: str | None = None  # the unconstrained reading when a field grammar changed it
+    alternatives: tuple[str, ...] = ()  # runner-up readings, best first (the chosen text excluded)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class RecognizerSettings:
     decoder: str = "greedy"  # greedy | beam
     beam_width: int = 10
     lexicon: Path | None = None  # names list (CSV with a NAME column, or one name a line)
+    second_opinion: str = "cascade"  # off | cascade | always: when PP-OCRv5 also reads (recognize/ensemble.py)
+    cascade_below: float = 0.9  # cascade: crops whose CRNN confidence is below this get the second opinion
 
 
 class Model(Protocol):
@@ -44,13 +48,35 @@ class Model(Protocol):
 
 
 class PreProcessor:
-    """Gray crops -> model input batch, exactly as in training."""
+    """Gray crops -> model input batch, exactly as in training.
 
-    def __init__(self, spec: InputSpec):
+    With `trim`, a batch is cut just right of its widest crop's ink (a multiple of `step`
+    columns, at least `min_width`): a model that takes any width (PP-OCR) then reads little padding.
+    """
+
+    def __init__(self, spec: InputSpec, trim: bool = False, step: int = 8, min_width: int = 8):
         self.spec = spec
+        self.trim = trim
+        self.step = step
+        self.min_width = min_width
 
     def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
-        return to_batch([normalize_crop(c, self.spec) for c in crops], self.spec)
+        return self.stack([self.normalize(c) for c in crops])
+
+    def normalize(self, crop: np.ndarray) -> np.ndarray:
+        return normalize_crop(crop, self.spec)
+
+    def width(self, array: np.ndarray) -> int:
+        """Columns of a normalized crop up to its last one that is not blank paper."""
+        cols = np.flatnonzero(np.abs(array - self.spec.paper).max(axis=0) > 1e-3)
+        return int(cols[-1]) + 1 if cols.size else 1
+
+    def stack(self, arrays: list[np.ndarray]) -> np.ndarray:
+        if self.trim:
+            used = max(self.width(a) for a in arrays)
+            width = min(self.spec.width, max(self.min_width, -(-used // self.step) * self.step))
+            arrays = [a[:, :width] for a in arrays]
+        return to_batch(arrays, self.spec)
 
 
 class OnnxModel:
@@ -92,22 +118,59 @@ class Predictor:
     def __call__(self, crops: list[np.ndarray]) -> list[Reading]:
         return self.predict(crops)[0]
 
-    def predict(self, crops: list[np.ndarray]) -> tuple[list[Reading], Timings]:
-        """Read crops in batches of similar width (less padding); results keep the input order."""
+    def predict(self, crops: list[np.ndarray], kinds: list[str] | None = None) -> tuple[list[Reading], Timings]:
+        """Read crops in batches of similar width (less padding); results keep the input order.
+
+        `kinds` is accepted for interface parity with `FieldReader` (which applies field grammars);
+        a bare Predictor reads every crop alike.
+        """
         timings = Timings()
-        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / max(crops[i].shape[0], 1))
         out: list[Reading | None] = [None] * len(crops)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            t0 = time.perf_counter()
-            probs = self.model(self.pre_processor([crops[i] for i in idx]))
+        for idx, probs, seconds in self._batches(crops):
             t1 = time.perf_counter()
             readings = self.post_processor(probs)
-            timings.add("recognize", t1 - t0)
+            timings.add("recognize", seconds)
             timings.add("decode", time.perf_counter() - t1)
             for i, reading in zip(idx, readings):
                 out[i] = reading
         return out, timings  # type: ignore[return-value]
+
+    def probabilities(self, crops: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+        """Per-crop (T, C) class probabilities in input order, and the seconds the model took."""
+        out: list[np.ndarray | None] = [None] * len(crops)
+        total = 0.0
+        for idx, probs, seconds in self._batches(crops):
+            total += seconds
+            for i, p in zip(idx, probs):
+                out[i] = p
+        return out, total  # type: ignore[return-value]
+
+    def _batches(self, crops: list[np.ndarray]):
+        """(crop indices, (n, T, C) probabilities, seconds) per batch.
+
+        Crops are normalized first, then batched by the width of their ink, so a batch holds
+        crops of similar length (less padding, and a width-trimming pre-processor cuts more).
+        A plain callable pre-processor gets the crops sorted by aspect instead.
+        """
+        if not isinstance(self.pre_processor, PreProcessor):
+            order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / max(crops[i].shape[0], 1))
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                t0 = time.perf_counter()
+                probs = self.model(self.pre_processor([crops[i] for i in idx]))
+                yield idx, probs, time.perf_counter() - t0
+            return
+        t0 = time.perf_counter()
+        arrays = [self.pre_processor.normalize(c) for c in crops]
+        widths = [self.pre_processor.width(a) for a in arrays]
+        order = sorted(range(len(crops)), key=lambda i: widths[i])
+        spent = time.perf_counter() - t0
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            t0 = time.perf_counter()
+            probs = self.model(self.pre_processor.stack([arrays[i] for i in idx]))
+            yield idx, probs, time.perf_counter() - t0 + spent
+            spent = 0.0
 
 
 def read_spec(session, source: str) -> ModelSpec:
@@ -121,7 +184,8 @@ def read_spec(session, source: str) -> ModelSpec:
 
 def _check_io(session, spec: ModelSpec, source: str) -> None:
     shape = session.get_inputs()[0].shape
-    expect = [spec.input.height, spec.input.width, 1] if spec.input.layout == "NHWC" else [1, spec.input.height, spec.input.width]
+    c = spec.input.channels
+    expect = [spec.input.height, spec.input.width, c] if spec.input.layout == "NHWC" else [c, spec.input.height, spec.input.width]
     dims = [d if isinstance(d, int) else None for d in shape[1:]]
     if len(dims) != 3 or any(d is not None and d != e for d, e in zip(dims, expect)):
         raise ModelError(f"{source}: input shape {shape} does not match its metadata ({spec.input.layout} {expect})")

@@ -32,7 +32,9 @@ class ModelSpecError(ModelError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    alphabet: str = DEFAULT_ALPHABET
+    # A string of characters, or a tuple of tokens when a class can stand for several code
+    # points (PP-OCR's dictionary holds a few flag emoji).
+    alphabet: str | tuple[str, ...] = DEFAULT_ALPHABET
     input: InputSpec = field(default_factory=InputSpec)
     format_version: int = FORMAT_VERSION
     blank_index: int = 0

@@ -1,0 +1,223 @@
+"""Reading fields with two recognizers and a field grammar: a composition of predictors.
+
+`FieldReader(primary, second, ...)` takes two `Predictor`s (the CRNN and PP-OCRv5), asks each
+for its per-column class probabilities, folds them onto one alphabet (upper case: the PP-OCR
+classes `a`, `A` and fullwidth `Ａ` all count for `A`; accents stay; classes with no place in the
+field alphabet, such as CJK characters, are dropped), and then, per crop:
+
+1. candidates: the union of both models' CTC beam readings (the CRNN's greedy path alone when it
+   reads without a second opinion and the decoder is greedy), the field grammar's valid
+   neighbours of invalid readings, and nearby names-list entries when a lexicon is given;
+2. score: the sum of the candidates' exact CTC log-likelihoods under both models (a product of
+   experts, `decoding.batch_log_likelihood`), plus the lexicon's prior;
+3. choice: the best *valid* candidate for the field kind (`grammar.is_valid`); the best of all
+   (`raw`) is kept when it differs, with up to five runner-ups (`alternatives`);
+4. confidence: the geometric mean of the models' probabilities of the chosen text (one model:
+   its probability, as the bare CRNN reports it).
+
+`second_opinion` chooses when PP-OCR is asked: `off`, `always`, or `cascade` (only for crops
+whose CRNN-alone reading has confidence below `cascade_below`).
+
+Use from Python (e.g. as a pseudo-labelling teacher)::
+
+    from formreader.recognize.ensemble import load_reader
+    reader = load_reader(settings=RecognizerSettings(second_opinion="always", threads=2))
+    readings, timings = reader.predict(gray_crops, kinds=["name"] * len(gray_crops))
+    readings[0].text, readings[0].confidence, readings[0].alternatives
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from formreader.errors import ModelError
+from formreader.recognize import grammar
+from formreader.recognize.decoding import Lexicon, batch_log_likelihood, prefix_beam_search
+from formreader.recognize.predictor import Predictor, Reading, RecognizerSettings, load_predictor
+from formreader.records import Timings
+
+MODES = ("off", "cascade", "always")
+ALTERNATIVES = 5
+PROPOSE_FROM = 3  # grammar and lexicon look around this many best candidates
+
+
+def fold(token: str) -> str:
+    """The field-alphabet character a recognizer class stands for (compatibility form, upper case)."""
+    return unicodedata.normalize("NFKC", token).upper()
+
+
+class Folder:
+    """(T, C) probabilities of one model -> (T, 1 + len(target)): blank, then the target alphabet."""
+
+    def __init__(self, alphabet: Sequence[str], target: str):
+        index = {ch: i + 1 for i, ch in enumerate(target)}
+        cols, dest = [0], [0]
+        for k, token in enumerate(alphabet, start=1):
+            to = index.get(fold(token))
+            if to is not None:
+                cols.append(k)
+                dest.append(to)
+        self.cols = np.array(cols)
+        self.matrix = np.zeros((len(cols), len(target) + 1), np.float32)
+        self.matrix[np.arange(len(cols)), dest] = 1.0
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        return probs[:, self.cols] @ self.matrix
+
+
+def target_alphabet(alphabet: Sequence[str]) -> str:
+    """The primary model's characters folded to upper case, in order, without repeats."""
+    out: list[str] = []
+    for token in alphabet:
+        ch = fold(token)
+        if len(ch) == 1 and ch not in out:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass
+class _Scored:
+    text: str
+    logps: tuple[float, ...]  # per model
+    prior: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return sum(self.logps) + self.prior
+
+
+class FieldReader:
+    """Two predictors combined by CTC likelihood over their candidates, under field grammars."""
+
+    def __init__(self, primary: Predictor, second: Predictor | None = None, second_opinion: str = "cascade",
+                 cascade_below: float = 0.9, decoder: str = "greedy", beam_width: int = 8, lexicon: Lexicon | None = None):
+        if second_opinion not in MODES:
+            raise ModelError(f"unknown second opinion {second_opinion!r} (choose {', '.join(MODES)})")
+        if second_opinion != "off" and second is None:
+            raise ModelError(f"second opinion {second_opinion!r} needs a second recognizer")
+        self.primary, self.second = primary, second
+        self.mode, self.cascade_below = second_opinion, cascade_below
+        self.decoder, self.beam_width, self.lexicon = decoder, beam_width, lexicon
+        self.alphabet = target_alphabet(primary.post_processor.alphabet)
+        self.folders = [Folder(primary.post_processor.alphabet, self.alphabet)]
+        if second is not None:
+            self.folders.append(Folder(second.post_processor.alphabet, self.alphabet))
+        self._index = {ch: i + 1 for i, ch in enumerate(self.alphabet)}
+
+    @property
+    def batch_size(self) -> int:
+        return self.primary.batch_size
+
+    def __call__(self, crops: list[np.ndarray]) -> list[Reading]:
+        return self.predict(crops)[0]
+
+    def predict(self, crops: list[np.ndarray], kinds: Sequence[str] | None = None) -> tuple[list[Reading], Timings]:
+        """One Reading per crop, in order; `kinds` (default all "text") picks each field's grammar."""
+        kinds = list(kinds) if kinds is not None else ["text"] * len(crops)
+        for kind in set(kinds):
+            grammar.check_kind(kind)
+        timings = Timings()
+        probs, seconds = self.primary.probabilities(crops)
+        timings.add("recognize", seconds)
+        t0 = time.perf_counter()
+        experts: list[list[np.ndarray]] = [[self.folders[0](p)] for p in probs]
+        if self.mode == "off":
+            asked: list[int] = []
+        elif self.mode == "always":
+            asked = list(range(len(crops)))
+        else:
+            first = [self._decode(e, k) for e, k in zip(experts, kinds)]
+            asked = [i for i, r in enumerate(first) if r.confidence < self.cascade_below]
+        timings.add("decode", time.perf_counter() - t0)
+        if asked:
+            second, seconds = self.second.probabilities([crops[i] for i in asked])
+            timings.add("recognize", seconds)
+            for i, p in zip(asked, second):
+                experts[i].append(self.folders[1](p))
+        t0 = time.perf_counter()
+        if self.mode == "cascade":
+            redo = set(asked)
+            readings = [self._decode(e, k) if i in redo else first[i] for i, (e, k) in enumerate(zip(experts, kinds))]
+        else:
+            readings = [self._decode(e, k) for e, k in zip(experts, kinds)]
+        timings.add("decode", time.perf_counter() - t0)
+        return readings, timings
+
+    # --- one crop -----------------------------------------------------------------------------
+
+    def _decode(self, experts: list[np.ndarray], kind: str) -> Reading:
+        texts = self._proposed(experts)
+        scored = self._score(experts, texts)
+        scored.sort(key=lambda s: -s.score)
+        extra = set()
+        for s in scored[:PROPOSE_FROM]:
+            extra |= grammar.proposals(kind, s.text)
+            if self.lexicon is not None and kind in ("name", "text") and s.text and not any(c.isdigit() for c in s.text):
+                extra.update(self.lexicon.neighbours(s.text))
+        extra -= {s.text for s in scored}
+        if extra:
+            scored += self._score(experts, [t for t in extra if self._ids(t) is not None])
+        if self.lexicon is not None and kind in ("name", "text"):
+            for s in scored:
+                s.prior = self.lexicon.prior(s.text)
+        return self._choose(scored, kind)
+
+    def _proposed(self, experts: list[np.ndarray]) -> list[str]:
+        if len(experts) == 1 and self.decoder == "greedy":
+            best = experts[0].argmax(axis=1)
+            keep = np.ones(len(best), bool)
+            keep[1:] = best[1:] != best[:-1]
+            return ["".join(self.alphabet[k - 1] for k in best[keep] if k != 0)]
+        texts: dict[str, None] = {}
+        for probs in experts:
+            for ids, _ in prefix_beam_search(probs, beam_width=self.beam_width):
+                texts["".join(self.alphabet[k - 1] for k in ids)] = None
+        return list(texts)
+
+    def _ids(self, text: str) -> list[int] | None:
+        try:
+            return [self._index[ch] for ch in text]
+        except KeyError:
+            return None
+
+    def _score(self, experts: list[np.ndarray], texts: list[str]) -> list[_Scored]:
+        if not texts:
+            return []
+        labels = [self._ids(t) for t in texts]
+        per_model = []
+        for probs in experts:
+            batch = np.broadcast_to(probs, (len(texts),) + probs.shape)
+            per_model.append(batch_log_likelihood(batch, labels))
+        return [_Scored(t, tuple(float(m[i]) for m in per_model)) for i, t in enumerate(texts)]
+
+    def _choose(self, scored: list[_Scored], kind: str) -> Reading:
+        if not scored:
+            return Reading("", 0.0)
+        ranked = sorted(scored, key=lambda s: -s.score)
+        valid = [s for s in ranked if grammar.is_valid(kind, s.text)]
+        chosen = valid[0] if valid else ranked[0]
+        raw = max(scored, key=lambda s: sum(s.logps))  # the models' own reading, no grammar, no prior
+        others = [s.text for s in (valid or ranked) if s.text != chosen.text][:ALTERNATIVES]
+        confidence = math.exp(sum(chosen.logps) / len(chosen.logps))
+        return Reading(chosen.text, float(min(max(confidence, 0.0), 1.0)), raw.text, tuple(others))
+
+
+def load_reader(model_path: Path | None = None, settings: RecognizerSettings = RecognizerSettings()) -> FieldReader:
+    """The CRNN (bundled or `model_path`) plus, unless `settings.second_opinion` is off, PP-OCRv5."""
+    primary = load_predictor(model_path, replace(settings, lexicon=None))  # only its probabilities are used
+    second = None
+    if settings.second_opinion != "off":
+        from formreader.recognize.ppocr import load_ppocr
+
+        second = load_ppocr(settings)
+    lexicon = Lexicon.load(settings.lexicon) if settings.lexicon else None
+    decoder = "beam" if lexicon is not None else settings.decoder
+    return FieldReader(primary, second, settings.second_opinion, settings.cascade_below, decoder,
+                       settings.beam_width, lexicon)

@@ -1,0 +1,77 @@
+"""Field grammars: which readings a field of a given kind may take.
+
+The recognizers propose readings freely; a grammar says which of them are valid for the field
+and proposes valid neighbours of invalid ones (a date read `230/12/1990` suggests `23/12/1990`
+and `30/12/1990`). The reader then keeps the most likely *valid* reading, so an invalid one is
+never chosen over a valid one; when nothing valid is likely, the confidence says so.
+
+Kinds (a template field's `kind`):
+- `name`: letters (accents included), space, hyphen, apostrophe; never digits.
+- `date`: day, month, year as people write them (DD/MM/YYYY, D/M/YY, dots, dashes, spaces, no
+  separators, boxed forms whose printed slashes were erased); only real calendar dates with a
+  plausible birth year (`formreader.fields.parse_date`).
+- `digits`: digits only (codes).
+- `text`: anything (free text, e.g. a class "6EME"): no constraint.
+"""
+
+from __future__ import annotations
+
+KINDS = ("text", "name", "date", "digits")
+DATE_SEPARATORS = "/.- "
+_NAME_PUNCT = " -'"
+# Look-alikes a recognizer confuses across the letter/digit divide, used to propose valid
+# readings of the other kind.
+_AS_LETTER = {"0": "O", "1": "I", "2": "Z", "5": "S", "6": "G", "8": "B", "4": "A", "7": "T"}
+_AS_DIGIT = {"O": "0", "D": "0", "Q": "0", "I": "1", "L": "1", "J": "1", "T": "7", "Z": "2", "S": "5",
+             "G": "6", "B": "8", "A": "4", "U": "0"}
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown field kind {kind!r} (choose {', '.join(KINDS)})")
+    return kind
+
+
+def is_valid(kind: str, text: str) -> bool:
+    """Whether `text` (upper case, as read) is a valid value of this field kind; "" never is."""
+    if not text:
+        return False
+    if kind == "name":
+        return all(ch.isalpha() or ch in _NAME_PUNCT for ch in text) and any(ch.isalpha() for ch in text)
+    if kind == "digits":
+        return text.isdigit()
+    if kind == "date":
+        from formreader.fields import parse_date
+
+        return parse_date(text)[1]
+    return True
+
+
+def proposals(kind: str, text: str) -> set[str]:
+    """Valid readings near an invalid one (one edit, or a look-alike swap); empty for valid text."""
+    if is_valid(kind, text) or not text:
+        return set()
+    if kind == "name":
+        swapped = "".join(_AS_LETTER.get(ch, ch) for ch in text)
+        stripped = "".join(ch for ch in swapped if ch.isalpha() or ch in _NAME_PUNCT).strip(_NAME_PUNCT)
+        return {t for t in (swapped, stripped, " ".join(stripped.split())) if is_valid(kind, t)}
+    if kind == "digits":
+        swapped = "".join(_AS_DIGIT.get(ch, ch) for ch in text)
+        return {t for t in (swapped, "".join(ch for ch in swapped if ch.isdigit())) if is_valid(kind, t)}
+    if kind == "date":
+        return {t for t in _date_edits(text) if is_valid(kind, t)}
+    return set()
+
+
+def _date_edits(text: str) -> set[str]:
+    """One deletion, one digit substitution, or one separator inserted, after look-alike swaps."""
+    base = "".join(_AS_DIGIT.get(ch, ch) for ch in text)
+    base = "".join(ch for ch in base if ch.isdigit() or ch in DATE_SEPARATORS)
+    out = {base}
+    for i, ch in enumerate(base):
+        out.add(base[:i] + base[i + 1 :])
+        if ch.isdigit():
+            out.update(base[:i] + d + base[i + 1 :] for d in "0123456789" if d != ch)
+    for i in range(1, len(base)):
+        out.add(base[:i] + "/" + base[i:])
+    return out

