@@ -78,7 +78,7 @@ def cmd_pseudolabel(args: argparse.Namespace) -> None:
     from train.pseudolabel import pseudolabel
 
     pseudolabel(Path(args.model).resolve(), shared_root(args.data_root), Path(args.output).resolve(),
-                args.min_confidence, args.unknown_confidence, args.teacher, args.split, args.threads)
+                args.min_confidence, args.unknown_confidence, args.teacher, args.split, args.threads, args.reuse, args.limit)
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="unlabelled", choices=["unlabelled", "train"],
                    help="train: label the labelled dev train split and print how often kept labels are right")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit", type=int, default=0, help="only the first N crops (0: all)")
+    p.add_argument("--reuse", action="store_true", help="re-apply the thresholds to OUTPUT.all.csv (no re-reading)")
     p.set_defaults(func=cmd_pseudolabel)
 
     p = sub.add_parser("pack", help="copy a compact subset of shared/ for a remote training box")

@@ -26,7 +26,7 @@ from train import sources
 from train.evaluate import OnnxReader, resolve_lexicon
 from train.metrics import name_form
 
-CHUNK = 512
+CHUNK = 128
 
 
 def _images(paths: list[Path]):
@@ -56,8 +56,16 @@ def _greedy(probs: np.ndarray, alphabet: str) -> str:
     return name_form("".join(alphabet[k - 1] for k in best[keep] if k != 0))
 
 
-def ensemble_readings(model: Path, paths: list[Path], root: Path, threads: int = 2) -> pd.DataFrame:
-    """Teacher reading (both models + lexicon, name grammar) and each model's own greedy reading."""
+ENSEMBLE_COLUMNS = ["FILENAME", "IDENTITY", "CONFIDENCE", "IN_LEXICON", "CRNN", "PPOCR"]
+
+
+def ensemble_readings(model: Path, paths: list[Path], root: Path, partial: Path, threads: int = 2) -> pd.DataFrame:
+    """Teacher reading (both models + lexicon, name grammar) and each model's own greedy reading.
+
+    The teacher is only run where the two models' own readings are the same: elsewhere it could
+    not agree with both anyway (IDENTITY stays empty, CONFIDENCE 0). Rows are appended to
+    `partial` chunk by chunk, and a re-run skips the crops already there (long runs resume).
+    """
     from formreader.recognize.ensemble import load_reader
     from formreader.recognize.predictor import RecognizerSettings
 
@@ -65,18 +73,27 @@ def ensemble_readings(model: Path, paths: list[Path], root: Path, threads: int =
     reader = load_reader(model, RecognizerSettings(device="cpu", threads=threads, second_opinion="always",
                                                    lexicon=names if names.exists() else None))
     lexicon = reader.lexicon
-    rows = []
-    for chunk, images in _images(paths):
+    done = set(pd.read_csv(partial, keep_default_na=False).FILENAME) if partial.exists() else set()
+    todo = [p for p in paths if p.name not in done]
+    if done:
+        print(f"resuming: {len(done)} crops already read in {partial}")
+    for chunk, images in _images(todo):
         crnn, _ = reader.primary.probabilities(images)
         ppocr, _ = reader.second.probabilities(images)
+        rows = []
         for path, p1, p2 in zip(chunk, crnn, ppocr):
             experts = [reader.folders[0](p1), reader.folders[1](p2)]
-            reading = reader._decode(experts, "name")  # what the run-time reader returns for this crop
-            text = name_form(reading.text)
-            rows.append((path.name, text, round(reading.confidence, 4), lexicon is not None and text in lexicon,
-                         _greedy(experts[0], reader.alphabet), _greedy(experts[1], reader.alphabet)))
-        print(f"  {min(len(rows), len(paths))}/{len(paths)} crops read", flush=True)
-    table = pd.DataFrame(rows, columns=["FILENAME", "IDENTITY", "CONFIDENCE", "IN_LEXICON", "CRNN", "PPOCR"])
+            own = _greedy(experts[0], reader.alphabet), _greedy(experts[1], reader.alphabet)
+            text, confidence = "", 0.0
+            if own[0] == own[1]:
+                reading = reader._decode(experts, "name")  # what the run-time reader returns for this crop
+                text, confidence = name_form(reading.text), round(reading.confidence, 4)
+            rows.append((path.name, text, confidence, lexicon is not None and text in lexicon, *own))
+        pd.DataFrame(rows, columns=ENSEMBLE_COLUMNS).to_csv(partial, mode="a", header=not partial.exists(), index=False)
+        done.update(p.name for p in chunk)
+        print(f"  {len(done)}/{len(paths)} crops read", flush=True)
+    table = pd.read_csv(partial, keep_default_na=False)
+    table = table[table.FILENAME.isin({p.name for p in paths})].reset_index(drop=True)
     table["AGREE"] = (table.CRNN == table.IDENTITY) & (table.PPOCR == table.IDENTITY)
     return table
 
@@ -111,10 +128,15 @@ def report_precision(table: pd.DataFrame, truth: dict[str, str], keep: pd.Series
 
 
 def pseudolabel(model: Path, root: Path, output: Path, min_confidence: float, unknown_confidence: float,
-                teacher: str = "crnn", split: str = "unlabelled", threads: int = 2) -> Path:
+                teacher: str = "crnn", split: str = "unlabelled", threads: int = 2, reuse: bool = False,
+                limit: int = 0) -> Path:
     paths, truth = _crops(root, split)
-    if teacher == "ensemble":
-        table = ensemble_readings(model, paths, root, threads)
+    paths = paths[:limit or None]
+    if reuse:  # new thresholds on the readings of an earlier run
+        table = pd.read_csv(output.with_suffix(".all.csv"), keep_default_na=False)
+    elif teacher == "ensemble":
+        output.parent.mkdir(parents=True, exist_ok=True)
+        table = ensemble_readings(model, paths, root, output.with_suffix(".partial.csv"), threads)
     elif teacher == "crnn":
         table = crnn_readings(model, paths, root)
     else:
