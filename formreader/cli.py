@@ -33,6 +33,7 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU thread
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Crops per recognizer batch.")]
 DecoderOpt = Annotated[Optional[str], typer.Option("--decoder", help="greedy (fast) or beam.")]
 ReviewOpt = Annotated[Optional[float], typer.Option("--review-threshold", help="Fields below this confidence set needs_review.")]
+SecondOpt = Annotated[Optional[str], typer.Option("--second-opinion", help="When PP-OCRv5 reads next to the CRNN: always (default, most accurate), cascade (only fields the CRNN reads below --cascade-below) or off (CRNN alone, fastest).")]
 LexiconOpt = Annotated[Optional[Path], typer.Option("--lexicon", help="Names list (CSV with NAME column) used as a prior by the beam decoder.", dir_okay=False)]
 
 
@@ -60,6 +61,7 @@ def scan(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
+    second_opinion: SecondOpt = None,
     review_threshold: ReviewOpt = None,
     dpi: Annotated[Optional[float], typer.Option(help="Resolution PDFs are rendered at.")] = None,
 ) -> None:
@@ -75,7 +77,7 @@ def scan(
 
     try:
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, review_threshold=review_threshold, dpi=dpi)
+                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, review_threshold=review_threshold, dpi=dpi)
         summary = run_scan(inputs, out, cfg, crops_dir=crops, console=err)
     except FormreaderError as exc:
         raise _fail(exc)
@@ -93,7 +95,8 @@ def read(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
-    kind: Annotated[str, typer.Option(help="text (names: upper-case), date (ISO YYYY-MM-DD) or raw (as recognized).")] = "text",
+    second_opinion: SecondOpt = None,
+    kind: Annotated[str, typer.Option(help="name (letters, upper-case), text (free), date (ISO YYYY-MM-DD), digits, or raw (as recognized).")] = "name",
 ) -> None:
     """Read a folder of single-field crops (no template); printed prefixes such as `NOM :` are stripped.
 
@@ -104,7 +107,7 @@ def read(
     from formreader.commands.read import run_read
 
     try:
-        cfg = _config(config, model=model, device=device, threads=threads, batch_size=batch_size, decoder=decoder, lexicon=lexicon)
+        cfg = _config(config, model=model, device=device, threads=threads, batch_size=batch_size, decoder=decoder, lexicon=lexicon, second_opinion=second_opinion)
         failed = run_read(inputs, out, cfg, kind, console=err)
     except FormreaderError as exc:
         raise _fail(exc)
@@ -176,6 +179,7 @@ def watch(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
+    second_opinion: SecondOpt = None,
 ) -> None:
     """Watch a folder and turn every file dropped there into rows, exactly once, until SIGINT/SIGTERM.
 
@@ -204,7 +208,7 @@ def watch(
             raise ConfigError("watch needs an INBOX folder and --out FILE.jsonl|.csv")
         setup_logging(verbose)
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, workers=workers)
+                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, workers=workers)
         settings = WatchSettings.for_inbox(inbox, out, state, done, failed, settle=settle, poll=poll, latency=latency,
                                            max_attempts=max_attempts, workers=cfg.workers, once=once,
                                            fault_pause=fault_pause)
@@ -252,7 +256,7 @@ def synth(
 def benchmark(
     labelled: Annotated[Path, typer.Argument(help="Labelled set: a form set (folder + truth.csv) or a crop set (images + labels.csv, Kaggle format).", file_okay=False)],
     report: Annotated[Optional[Path], typer.Option("--report", "-r", help="Write the JSON report here, with .fields.png, .coverage.png, .errors.html and .items.csv beside it.", dir_okay=False)] = None,
-    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="Add a baseline row: tesseract (when installed).")] = None,
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="Add a baseline row: tesseract, ppocr (PP-OCRv5 alone). Repeat for both.")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Crop sets: score only this SPLIT of labels.csv (e.g. val).")] = None,
     worst: Annotated[int, typer.Option("--worst", help="Rows on the worst-errors page.")] = 40,
     config: ConfigOpt = None,
@@ -263,6 +267,7 @@ def benchmark(
     batch_size: BatchOpt = None,
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
+    second_opinion: SecondOpt = None,
     review_threshold: ReviewOpt = None,
 ) -> None:
     """Measure how well and how fast formreader reads a labelled set.
@@ -279,7 +284,7 @@ def benchmark(
 
     try:
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, review_threshold=review_threshold)
+                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, review_threshold=review_threshold)
         run_benchmark(labelled, cfg, report, compare or [], split, worst, console=err)
     except FormreaderError as exc:
         raise _fail(exc)

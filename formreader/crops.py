@@ -10,12 +10,14 @@ import numpy as np
 
 from formreader.fields import make_field
 from formreader.preprocess import blank_confidence, strip_prefix
+from formreader.recognize.ensemble import FieldReader
 from formreader.recognize.predictor import Predictor
 from formreader.records import FieldResult, Timings
 
 
-def read_crops(images: list[np.ndarray], predictor: Predictor, kind: str = "text", name: str = "") -> tuple[list[FieldResult], Timings]:
-    """One result per image, in order; `kind` is "text", "date" or "raw" (as recognized)."""
+def read_crops(images: list[np.ndarray], predictor: Predictor | FieldReader, kind: str = "name", name: str = "") -> tuple[list[FieldResult], Timings]:
+    """One result per image, in order; `kind` is a field kind ("name", "text", "date", "digits")
+    or "raw" (as recognized, no grammar, no normalization)."""
     results: list[FieldResult | None] = [None] * len(images)
     todo = []
     for i, img in enumerate(images):
@@ -24,10 +26,11 @@ def read_crops(images: list[np.ndarray], predictor: Predictor, kind: str = "text
             todo.append(i)
         else:  # a blank field (perhaps just its printed label) reads as ""
             results[i] = FieldResult(name, "", "", blank)
-    readings, timings = predictor.predict([images[i] for i in todo]) if todo else ([], Timings())
+    grammar = "text" if kind == "raw" else kind
+    readings, timings = predictor.predict([images[i] for i in todo], [grammar] * len(todo)) if todo else ([], Timings())
     for i, reading in zip(todo, readings):
         if kind == "raw":
             results[i] = FieldResult(name, reading.text, reading.text, reading.confidence)
         else:
-            results[i] = make_field(name, kind, reading.text, reading.confidence)
+            results[i] = make_field(name, kind, reading.text, reading.confidence, reading.raw, reading.alternatives)
     return results, timings  # type: ignore[return-value]

@@ -1,19 +1,21 @@
-"""Normalize recognized text per field kind: names upper-case, dates ISO 8601 and validated."""
+"""Normalize recognized text per field kind: names upper-case, dates ISO 8601 and validated, codes digits."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import date
 
 from formreader.records import FieldResult
 
-# Digits stay: text fields such as a class ("6EME", "CM2") hold them, and a digit read in a name
-# is better shown (with its low confidence) than silently dropped.
+# Digits stay in free text: a class ("6EME", "CM2") holds them. Name fields never get digits
+# from the recognizer: their grammar (recognize/grammar.py) rules them out.
 _NAME_JUNK = re.compile(r"[^0-9A-ZÀ-ÖØ-ÞŒŸ' -]")
 _SPACES = re.compile(r"\s+")
 _DATE_PARTS = re.compile(r"^\s*(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]\s*(\d{2,4})\s*$")
-_DATE_DIGITS = re.compile(r"^\s*(\d{2})(\d{2})(\d{4})\s*$")
+_DATE_DIGITS = re.compile(r"^\s*(\d{2})(\d{2})(\d{4}|\d{2})\s*$")  # DDMMYYYY, DDMMYY (boxes, no separators)
+MAX_ALTERNATIVES = 5
 
 
 def normalize_name(raw: str) -> str:
@@ -22,6 +24,10 @@ def normalize_name(raw: str) -> str:
     text = _NAME_JUNK.sub("", text)
     text = _SPACES.sub(" ", text).strip(" -'")
     return text
+
+
+def normalize_digits(raw: str) -> str:
+    return "".join(ch for ch in raw if ch.isdigit())
 
 
 def parse_date(raw: str, pivot_year: int | None = None) -> tuple[str, bool, str]:
@@ -47,8 +53,26 @@ def parse_date(raw: str, pivot_year: int | None = None) -> tuple[str, bool, str]
     return value.isoformat(), True, ""
 
 
-def make_field(name: str, kind: str, raw: str, confidence: float) -> FieldResult:
+def normalize_value(kind: str, raw: str) -> tuple[str, bool, str]:
+    """(value, valid, note) of a reading for a field of this kind."""
     if kind == "date":
-        value, valid, note = parse_date(raw)
-        return FieldResult(name, value, raw, confidence, valid, note)
-    return FieldResult(name, normalize_name(raw), raw, confidence)
+        return parse_date(raw)
+    if kind == "digits":
+        value = normalize_digits(raw)
+        ok = value == raw.replace(" ", "")
+        return (value, True, "") if ok else (raw, False, f"not only digits: {raw!r}")
+    return normalize_name(raw), True, ""
+
+
+def make_field(name: str, kind: str, text: str, confidence: float, raw: str | None = None,
+               alternatives: Sequence[str] = ()) -> FieldResult:
+    """A field's result from the chosen reading `text`; `raw` is the recognizers' own reading
+    when a field grammar chose differently; `alternatives` are runner-up readings, best first."""
+    value, valid, note = normalize_value(kind, text)
+    others: list[str] = []
+    for alt in alternatives:
+        alt_value = normalize_value(kind, alt)[0]
+        if alt_value and alt_value != value and alt_value not in others:
+            others.append(alt_value)
+    return FieldResult(name, value, raw if raw is not None else text, confidence, valid, note,
+                       tuple(others[:MAX_ALTERNATIVES]))

@@ -22,7 +22,9 @@ import cv2
 from formreader.align import Aligner, AlignerSettings
 from formreader.fields import make_field
 from formreader.ingest import DEFAULT_MAX_PIXELS, read_pages
-from formreader.recognize.predictor import Predictor, Reading, RecognizerSettings, load_predictor
+from formreader.recognize.ensemble import FieldReader, load_reader
+from formreader.recognize.grammar import Grammar
+from formreader.recognize.predictor import Predictor, Reading, RecognizerSettings
 from formreader.records import FieldCrop, FieldResult, PageRecord, Timings
 from formreader.segment import MARGIN_MM, cut_fields
 from formreader.template import Template
@@ -32,7 +34,7 @@ from formreader.template import Template
 class PipelineSettings:
     dpi: float = 200.0
     max_pixels: int = DEFAULT_MAX_PIXELS
-    review_threshold: float = 0.6  # a field below this confidence sends the page to review
+    review_threshold: float = 0.995  # a field below this confidence sends the page to review (config.py says why)
     margin_mm: float = MARGIN_MM
     aligner: AlignerSettings = field(default_factory=AlignerSettings)
 
@@ -75,10 +77,11 @@ def _align_and_cut(image, template: Template, aligner: Aligner, settings: Pipeli
     return crops
 
 
-def finish_pages(pages: list[PreparedPage], predictor: Predictor, settings: PipelineSettings) -> list[PageRecord]:
+def finish_pages(pages: list[PreparedPage], predictor: Predictor | FieldReader, settings: PipelineSettings) -> list[PageRecord]:
     """Recognize every non-blank crop of these pages in one batched call, then build the records."""
     todo = [(p, c) for p in pages for c in p.crops if not c.blank]
-    readings, timings = predictor.predict([c.image for _, c in todo]) if todo else ([], Timings())
+    grammars = [Grammar(c.kind, c.choices) for _, c in todo]
+    readings, timings = predictor.predict([c.image for _, c in todo], grammars) if todo else ([], Timings())
     by_crop = {id(c): r for (_, c), r in zip(todo, readings)}
     n_crops = max(len(todo), 1)
     for page in pages:
@@ -98,7 +101,8 @@ def _fill_record(page: PreparedPage, by_crop: dict[int, Reading], settings: Pipe
             record.fields[crop.name] = FieldResult(crop.name, "", "", float(crop.blank_confidence))
         else:
             reading = by_crop[id(crop)]
-            record.fields[crop.name] = make_field(crop.name, crop.kind, reading.text, reading.confidence)
+            record.fields[crop.name] = make_field(crop.name, crop.kind, reading.text, reading.confidence,
+                                                  reading.raw, reading.alternatives)
     doubtful = [
         f for f in record.fields.values() if not f.valid or f.confidence < settings.review_threshold
     ]
@@ -111,7 +115,7 @@ class Scanner:
     def __init__(
         self,
         template: Template,
-        predictor: Predictor,
+        predictor: Predictor | FieldReader,
         settings: PipelineSettings = PipelineSettings(),
         crops_dir: Path | None = None,
         workers: int = 2,
@@ -189,5 +193,5 @@ def process_file(
 ) -> list[PageRecord]:
     """One file in, its records out: the unit of work that can be mapped across machines."""
     template = Template.load(template_dir)
-    scanner = Scanner(template, load_predictor(model_path, recognizer), settings, workers=1)
+    scanner = Scanner(template, load_reader(model_path, recognizer), settings, workers=1)
     return list(scanner.scan([path]))

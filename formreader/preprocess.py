@@ -87,7 +87,16 @@ def _drop_cut_lines(stats: np.ndarray, keep: list[int], h: int) -> list[int]:
         top = stats[i, cv2.CC_STAT_TOP]
         rows[top] += 1
         rows[top + stats[i, cv2.CC_STAT_HEIGHT]] -= 1
-    covered = np.cumsum(rows)[:h] > 0
+    bands = _row_bands(np.cumsum(rows)[:h] > 0)
+    if len(bands) < 2:
+        return keep
+    tallest = max(bands, key=lambda b: b[1] - b[0])
+    cut = [b for b in bands if b != tallest and (b[0] == 0 or b[1] >= h)]
+    return [i for i in keep if not any(b0 <= stats[i, cv2.CC_STAT_TOP] < b1 for b0, b1 in cut)]
+
+
+def _row_bands(covered: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of rows that hold ink."""
     bands, start = [], None
     for y, on in enumerate(list(covered) + [False]):
         if on and start is None:
@@ -95,11 +104,20 @@ def _drop_cut_lines(stats: np.ndarray, keep: list[int], h: int) -> list[int]:
         elif not on and start is not None:
             bands.append((start, y))
             start = None
-    if len(bands) < 2:
-        return keep
-    tallest = max(bands, key=lambda b: b[1] - b[0])
-    cut = [b for b in bands if b != tallest and (b[0] == 0 or b[1] >= h)]
-    return [i for i in keep if not any(b0 <= stats[i, cv2.CC_STAT_TOP] < b1 for b0, b1 in cut)]
+    return bands
+
+
+def text_lines(gray: np.ndarray, min_height: int = 5, min_span: float = 0.25) -> list[tuple[int, int]]:
+    """Bands of ink rows separated by empty rows that are lines of text: at least `min_height`
+    tall, or running across `min_span` of the width (the cut-off foot of a line above). An i's
+    dot or an accent over the letters is neither and does not count."""
+    mask = ink_mask(to_gray(gray))
+    lines = []
+    for y0, y1 in _row_bands(mask.any(axis=1)):
+        cols = np.flatnonzero(mask[y0:y1].any(axis=0))
+        if y1 - y0 >= min_height or cols[-1] - cols[0] + 1 >= min_span * mask.shape[1]:
+            lines.append((y0, y1))
+    return lines
 
 
 def normalize_crop(image: np.ndarray, spec: InputSpec = InputSpec()) -> np.ndarray:

@@ -24,7 +24,8 @@ class Timings:
 
     @property
     def total(self) -> float:
-        return sum(self.seconds.values())
+        # Other keys are parts of a stage (e.g. the second opinion's share of "recognize").
+        return sum(self.seconds.get(s, 0.0) for s in STAGES)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class FieldCrop:
     kind: str  # "text" or "date"
     image: np.ndarray  # gray uint8, handwriting only
     blank_confidence: float | None = None  # set when the crop holds no writing
+    choices: tuple[str, ...] = ()  # the field's closed list of values, if any
 
     @property
     def blank(self) -> bool:
@@ -59,6 +61,7 @@ class FieldResult:
     confidence: float  # in [0, 1]
     valid: bool = True
     note: str = ""  # why the value is doubtful (invalid date, ...)
+    alternatives: tuple[str, ...] = ()  # runner-up values (normalized), best first
 
 
 @dataclass
@@ -74,8 +77,13 @@ class PageRecord:
     error: str = ""
     timings: Timings = field(default_factory=Timings)
 
-    def row(self, field_names: list[str]) -> dict[str, object]:
-        """Flat dict in the documented column order (CSV/JSON writers use this)."""
+    def row(self, field_names: list[str], detail: bool = False) -> dict[str, object]:
+        """Flat dict in the documented column order (CSV/JSON writers use this).
+
+        `detail` (JSON and JSONL) adds per field `<FIELD>_raw`, the recognizers' own reading
+        before field grammar and normalization, and `<FIELD>_alternatives`, up to five runner-up
+        values, best first.
+        """
         out: dict[str, object] = {"file": self.file, "page": self.page}
         for name in field_names:
             res = self.fields.get(name)
@@ -83,6 +91,13 @@ class PageRecord:
         for name in field_names:
             res = self.fields.get(name)
             out[f"{name}_confidence"] = round(res.confidence, 4) if res else 0.0
+        if detail:
+            for name in field_names:
+                res = self.fields.get(name)
+                out[f"{name}_raw"] = res.raw if res else ""
+            for name in field_names:
+                res = self.fields.get(name)
+                out[f"{name}_alternatives"] = list(res.alternatives) if res else []
         out["needs_review"] = self.needs_review
         out["alignment"] = round(self.alignment, 4)
         out["error"] = self.error

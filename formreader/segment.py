@@ -31,7 +31,7 @@ def _cut(aligned: np.ndarray, template: Template, spec: FieldSpec, margin_mm: fl
     printed = cv2.dilate(template.printed_ink[y0:y1, x0:x1], kernel)
     crop[printed > 0] = paper_level(crop)
     crop = remove_rules(crop)
-    return FieldCrop(name=spec.name, kind=spec.kind, image=crop, blank_confidence=blank_confidence(crop))
+    return FieldCrop(name=spec.name, kind=spec.kind, image=crop, blank_confidence=blank_confidence(crop), choices=spec.choices)
 
 
 def remove_rules(gray: np.ndarray, min_fraction: float = 0.35) -> np.ndarray:

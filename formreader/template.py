@@ -16,11 +16,21 @@ import cv2
 import numpy as np
 
 from formreader.errors import TemplateError
+from formreader.recognize.grammar import KINDS
 
 TEMPLATE_FILE = "template.json"
 BLANK_FILE = "blank.png"
 TEMPLATE_VERSION = 1
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent / "assets" / "templates" / "fiche-a"
+
+
+def _kind(value) -> str:
+    """A layout's field kind ("text" when absent, as in layouts written before kinds existed)."""
+    if value is None:
+        return "text"
+    if value not in KINDS:
+        raise TemplateError(f"unknown field kind {value!r} (choose {', '.join(KINDS)})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -29,11 +39,12 @@ class FieldSpec:
     label: str
     label_mm: tuple[float, float]
     value_mm: tuple[float, float, float, float]  # x, y, w, h of the handwriting box
-    kind: str = "text"  # "text" or "date"
+    kind: str = "text"  # "text" (free), "name", "date" or "digits" (recognize/grammar.py)
     underline: bool = False
     box: bool = False
     slashes_mm: tuple[float, ...] = ()
     fill: bool = True
+    choices: tuple[str, ...] = ()  # a closed list of values (upper case), e.g. school classes
 
     @classmethod
     def from_dict(cls, raw: dict) -> "FieldSpec":
@@ -42,11 +53,12 @@ class FieldSpec:
             label=str(raw.get("label", "")),
             label_mm=tuple(raw.get("label_mm", (0.0, 0.0))),
             value_mm=tuple(float(v) for v in raw["value_mm"]),
-            kind="date" if raw.get("kind") == "date" else "text",
+            kind=_kind(raw.get("kind")),
             underline=bool(raw.get("underline", False)),
             box=bool(raw.get("box", False)),
             slashes_mm=tuple(float(v) for v in raw.get("slashes_mm", ())),
             fill=bool(raw.get("fill", True)),
+            choices=tuple(str(c).strip().upper() for c in raw.get("choices", ())),
         )
 
 

@@ -23,12 +23,13 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def rows(records: Iterable[PageRecord], field_names: list[str]) -> list[dict[str, object]]:
-    return [r.row(field_names) for r in records]
+def rows(records: Iterable[PageRecord], field_names: list[str], detail: bool = False) -> list[dict[str, object]]:
+    return [r.row(field_names, detail) for r in records]
 
 
 def render(records: Iterable[PageRecord], field_names: list[str], fmt: str) -> str:
-    table = rows(records, field_names)
+    # JSON rows also carry each field's raw reading and alternatives; CSV keeps its columns.
+    table = rows(records, field_names, detail=fmt != "csv")
     if fmt == "csv":
         columns = list(PageRecord(file="", page=0).row(field_names))
         return pd.DataFrame(table, columns=columns).to_csv(index=False)

@@ -24,6 +24,7 @@ def test_rewrite_is_atomic_and_readable_by_others(tmp_path: Path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["NOM"] for r in rows] == ["DURAND", "PETIT"]
     assert rows[0] == {"file": "a.pdf", "page": 2, "NOM": "DURAND", "NOM_confidence": 0.91,
+                       "NOM_raw": "durand", "NOM_alternatives": [],
                        "needs_review": False, "alignment": 0.97, "error": ""}
     assert [p.name for p in tmp_path.iterdir()] == ["r.jsonl"]  # no temporary file left
     umask = os.umask(0)

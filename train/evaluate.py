@@ -93,6 +93,27 @@ def evaluate_dates(reader: OnnxReader, root: Path) -> dict:
     return report
 
 
+def evaluate_dates_with_grammar(model: Path, root: Path, threads: int) -> dict:
+    """The same date crops read as the runtime reads a `date` field: the date grammar, with the
+    CRNN alone (`off`) and with the PP-OCRv5 second opinion (`always`). Scored on the ISO date."""
+    from formreader.fields import parse_date
+    from formreader.recognize.ensemble import load_reader
+    from formreader.recognize.predictor import RecognizerSettings
+
+    images, truths = date_crops(root)
+    iso = [parse_date(t)[0] for t in truths]
+    report = {}
+    for mode in ("off", "always"):
+        reader = load_reader(model, RecognizerSettings(device="cpu", threads=threads, second_opinion=mode))
+        start = time.perf_counter()
+        readings, _ = reader.predict(images, ["date"] * len(images))
+        seconds = time.perf_counter() - start
+        preds = [parse_date(r.text)[0] for r in readings]
+        report[f"grammar_{mode}"] = {**asdict(score(preds, iso)), "crops_per_s": round(len(images) / seconds, 1),
+                                     "samples": [(t, r.raw, r.text) for t, p, r in zip(iso, preds, readings) if t != p][:10]}
+    return report
+
+
 def measure_speed(reader: OnnxReader, images: list[np.ndarray], repeats: int = 5) -> dict:
     crops = (images * (64 // max(len(images), 1) + 1))[:64]
     x = to_batch([normalize_crop(c, reader.spec.input) for c in crops], reader.spec.input)
@@ -151,6 +172,7 @@ def run_evaluation(model: Path, root: Path, lexicon_arg: str | None, parts: str,
         report["train"] = evaluate_names(reader, train.images, train.texts, resolve_lexicon(lexicon_arg, root))
     if "dates" in wanted:
         report["dates"] = evaluate_dates(reader, root)
+        report["dates"].update(evaluate_dates_with_grammar(model, root, threads))
     if read_csv:
         report["formreader_read"] = score_read_csv(Path(read_csv), root, reader.spec.alphabet)
     if "speed" in wanted:

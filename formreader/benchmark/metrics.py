@@ -98,6 +98,7 @@ class CoveragePoint:
     threshold: float  # units kept have confidence >= threshold
     coverage: float  # fraction of units kept (not sent to review)
     accuracy: float  # field exact match on the kept units
+    units_right: float = 0.0  # fraction of kept units (pages, or crops) with every field right
 
 
 def _units(items: list[Item]) -> list[tuple[float, list[Item]]]:
@@ -117,14 +118,33 @@ def coverage_curve(items: Iterable[Item], steps: int = 50) -> list[CoveragePoint
     total = len(units)
     if not total:
         return []
-    points, correct, count = [], 0, 0
+    points, correct, count, whole = [], 0, 0, 0
     marks = {max(1, round(total * k / steps)) for k in range(1, steps + 1)}
     for kept, (conf, group) in enumerate(units, start=1):
         correct += sum(i.correct for i in group)
         count += len(group)
+        whole += all(i.correct for i in group)
         if kept in marks:
-            points.append(CoveragePoint(conf, kept / total, correct / count))
+            points.append(CoveragePoint(conf, kept / total, correct / count, whole / kept))
     return points
+
+
+def threshold_for(items: Iterable[Item], target: float = 0.98) -> CoveragePoint | None:
+    """The lowest review threshold at which the kept units (pages, or crops) are `target` fully
+    right, with the coverage it gives; None when no threshold reaches it.
+
+    Units tied at one confidence are kept or set aside together, as a threshold would.
+    """
+    units = sorted(_units(list(items)), key=lambda u: -u[0])
+    best, right, correct, count = None, 0, 0, 0
+    for kept, (conf, group) in enumerate(units, start=1):
+        right += all(i.correct for i in group)
+        correct += sum(i.correct for i in group)
+        count += len(group)
+        tied = kept < len(units) and units[kept][0] == conf
+        if not tied and right / kept >= target:
+            best = CoveragePoint(conf, kept / len(units), correct / count, right / kept)
+    return best
 
 
 def review_split(items: Iterable[Item]) -> dict[str, float | int | None]:

@@ -17,12 +17,19 @@ import cv2
 import numpy as np
 from rich.table import Table
 
-from formreader.benchmark.metrics import Item, coverage_curve, review_split, score_items
+from formreader.benchmark.metrics import (
+    Item,
+    coverage_curve,
+    review_split,
+    score_items,
+    threshold_for,
+)
 from formreader.benchmark.runner import Run
 from formreader.records import STAGES
 from formreader.writers import atomic_write_text
 
 WORST = 40  # rows on the error page
+REVIEW_TARGET = 0.98  # pages kept without review should be this often fully right
 
 
 @dataclass
@@ -52,6 +59,7 @@ def build_report(run: Run, set_path: Path, model: str, template: str, review_thr
         "overall": overall.as_dict(),
         "review": {"threshold": review_threshold, **{k: _r(v) if isinstance(v, float) else v for k, v in review_split(run.items).items()}},
         "coverage_curve": [{k: _r(v) for k, v in asdict(p).items()} for p in coverage_curve(run.items)],
+        "threshold_for_target": _threshold(run.items),
         "throughput": {
             "seconds": _r(run.seconds, 3),
             "pages_per_s": _r(pages_per_s, 3),
@@ -70,13 +78,24 @@ def build_report(run: Run, set_path: Path, model: str, template: str, review_thr
     return report
 
 
+def _threshold(items: list[Item]) -> dict:
+    """The review threshold this set asks for: the lowest one keeping pages 98% fully right."""
+    point = threshold_for(items, REVIEW_TARGET)
+    out = {"target_units_right": REVIEW_TARGET}
+    if point is not None:
+        out.update({k: _r(v) for k, v in asdict(point).items()})
+    return out
+
+
 def _stages(run: Run) -> dict:
     """Seconds per stage summed over pages. Ingest, align and segment run in worker threads, so
     their sum can exceed the wall time; recognize and decode run batched on the main thread."""
     units = run.pages or run.crops or 1
+    # Then the parts of a stage that a recognizer reports (e.g. the second opinion's share).
+    extra = [s for s in run.timings.seconds if s not in STAGES]
     return {
         s: {"seconds": _r(run.timings.seconds.get(s, 0.0), 3), "ms_per_page" if run.pages else "ms_per_crop": _r(1000 * run.timings.seconds.get(s, 0.0) / units, 2)}
-        for s in STAGES
+        for s in (*STAGES, *extra)
     }
 
 
@@ -268,6 +287,14 @@ def accuracy_table(report: dict) -> Table:
     return table
 
 
+def _curve_marks(curve: list[dict], marks=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0)) -> list[dict]:
+    """The curve's points nearest to a few coverages (the table's short version of the curve)."""
+    if not curve:
+        return []
+    picked = {id(min(curve, key=lambda p: abs(p["coverage"] - m))): None for m in marks}
+    return [p for p in curve if id(p) in picked]
+
+
 def speed_table(report: dict) -> Table:
     table = Table(title="speed, memory and confidence", show_header=False)
     t = report["throughput"]
@@ -284,6 +311,15 @@ def speed_table(report: dict) -> Table:
         f"{r['flagged']}/{r['units']} set aside → coverage {_pct(r['coverage'])}, "
         f"exact on kept {_pct(r['accuracy_kept'])}, on flagged {_pct(r['accuracy_flagged'])}",
     )
+    th = report.get("threshold_for_target", {})
+    unit = "pages" if report["pages"] else "crops"
+    table.add_row(
+        f"{_pct(th.get('target_units_right'), 0)} right",
+        f"--review-threshold {th['threshold']:.4g} keeps {_pct(th['coverage'])} of {unit}, {_pct(th['units_right'])} fully right"
+        if "threshold" in th else f"no review threshold keeps {unit} {_pct(th.get('target_units_right'), 0)} fully right",
+    )
+    for p in _curve_marks(report["coverage_curve"]):
+        table.add_row("  coverage", f"{_pct(p['coverage'])} kept at confidence ≥ {p['threshold']:.4g}: {_pct(p['units_right'])} of {unit} fully right")
     if "alignment" in report:
         a = report["alignment"]
         table.add_row("alignment", f"min {a['min']:.2f}, mean {a['mean']:.2f}, failed pages {a['failed_pages']}")

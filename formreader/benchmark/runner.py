@@ -119,7 +119,7 @@ def read_crop(path: Path) -> np.ndarray | None:
 
 
 def run_crop_set(crop_set: CropSet, predictor: Predictor, review_threshold: float, on_chunk: Callable[[int], None] | None = None) -> Run:
-    run = Run("crops", [], [CROP_FIELD], {CROP_FIELD: "text"}, 0, 0, 0.0)
+    run = Run("crops", [], [CROP_FIELD], {CROP_FIELD: "name"}, 0, 0, 0.0)
     start = time.perf_counter()
     for i in range(0, len(crop_set.items), CROP_CHUNK):
         chunk = crop_set.items[i : i + CROP_CHUNK]
@@ -127,7 +127,7 @@ def run_crop_set(crop_set: CropSet, predictor: Predictor, review_threshold: floa
         images = [read_crop(c.path) for c in chunk]
         run.timings.add("ingest", time.perf_counter() - t0)
         ok = [j for j, img in enumerate(images) if img is not None]
-        results, timings = read_crops([images[j] for j in ok], predictor, "text", CROP_FIELD)
+        results, timings = read_crops([images[j] for j in ok], predictor, "name", CROP_FIELD)
         run.timings.merge(timings)
         by_index = dict(zip(ok, results))
         for j, crop in enumerate(chunk):

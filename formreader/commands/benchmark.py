@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,10 +29,11 @@ from formreader.benchmark.runner import Run, run_crop_set, run_form_set
 from formreader.benchmark.sets import CropSet, load_set, normalize_prediction
 from formreader.config import Config
 from formreader.errors import ConfigError
-from formreader.recognize.predictor import DEFAULT_MODEL, load_predictor
+from formreader.recognize.ensemble import load_reader
+from formreader.recognize.predictor import DEFAULT_MODEL
 from formreader.template import Template
 
-BASELINES = ("tesseract",)
+BASELINES = ("tesseract", "ppocr")
 
 
 @dataclass
@@ -55,10 +57,12 @@ def run_benchmark(
         raise ConfigError(f"unknown baseline(s) {unknown} (choose {', '.join(BASELINES)})")
     template = Template.load(cfg.template)
     labelled = load_set(set_path, template.layout.field_names, split)
-    predictor = load_predictor(cfg.model, cfg.recognizer())
+    predictor = load_reader(cfg.model, cfg.recognizer())
     with tempfile.TemporaryDirectory(prefix="formreader-bench-") as tmp:
         run = _read(labelled, template, predictor, cfg, Path(tmp), console)
         baselines = [_tesseract(run, console)] if "tesseract" in compare and _has_tesseract(console) else []
+        if "ppocr" in compare:
+            baselines.append(_ppocr(run, cfg, console))
         model = _describe_model(Path(cfg.model or DEFAULT_MODEL))
         report = build_report(run, Path(set_path), model, template.name if run.kind == "forms" else "", cfg.review_threshold, baselines)
         if report_path is not None:
@@ -101,6 +105,39 @@ def _tesseract(run: Run, console: Console) -> Baseline:
     items = [replace(it, pred=normalize_prediction(text, run.kinds[it.field]), confidence=0.0)
              for it, text in zip(run.items, result.texts)]
     return Baseline("tesseract", result.version, items, result.seconds)
+
+
+def _ppocr(run: Run, cfg: Config, console: Console) -> Baseline:
+    """PP-OCRv5 alone on the same crops: its own greedy reading, through the same blank check
+    and normalization as formreader's fields."""
+    from formreader.benchmark.runner import read_crop
+    from formreader.crops import read_crops
+    from formreader.recognize.ppocr import PACKAGE, load_ppocr, package_files
+
+    predictor = load_ppocr(cfg.recognizer())
+    texts = [""] * len(run.items)
+    start = time.perf_counter()
+    with console.status(f"ppocr on {len(run.items)} crops"):
+        for kind in sorted(set(run.kinds.values())):
+            idx = [i for i, it in enumerate(run.items) if run.kinds[it.field] == kind and it.crop is not None]
+            images = {i: read_crop(run.items[i].crop) for i in idx}
+            idx = [i for i in idx if images[i] is not None]
+            results, _ = read_crops([images[i] for i in idx], predictor, "raw")
+            for i, result in zip(idx, results):
+                texts[i] = result.text
+    seconds = time.perf_counter() - start
+    items = [replace(it, pred=normalize_prediction(text, run.kinds[it.field]), confidence=0.0)
+             for it, text in zip(run.items, texts)]
+    return Baseline("ppocr", f"PP-OCRv5 mobile rec ({PACKAGE} {_version(PACKAGE)}, {package_files()[0].name})", items, seconds)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "?"
 
 
 def _progress(console: Console) -> Progress:

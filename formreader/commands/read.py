@@ -10,21 +10,24 @@ from rich.console import Console
 
 from formreader.config import Config
 from formreader.crops import read_crops
-from formreader.errors import InputError
+from formreader.errors import ConfigError, InputError
+from formreader.recognize.grammar import KINDS
 from formreader.ingest import IMAGE_SUFFIXES, discover, read_pages
-from formreader.recognize.predictor import load_predictor
+from formreader.recognize.ensemble import load_reader
 from formreader.writers import atomic_write_text
 
 CHUNK = 512  # crops decoded and read at a time: bounded memory on large folders
 
 
-def run_read(inputs: list[Path], out: Path, cfg: Config, kind: str = "text", console: Console | None = None) -> int:
+def run_read(inputs: list[Path], out: Path, cfg: Config, kind: str = "name", console: Console | None = None) -> int:
     """Read every crop; returns how many files could not be read (their rows carry the error)."""
     console = console or Console(stderr=True)
+    if kind != "raw" and kind not in KINDS:
+        raise ConfigError(f"unknown --kind {kind!r} (choose {', '.join(KINDS)} or raw)")
     files = [f for f in discover(inputs) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise InputError(f"no crop images found in {', '.join(map(str, inputs))}")
-    predictor = load_predictor(cfg.model, cfg.recognizer())
+    predictor = load_reader(cfg.model, cfg.recognizer())
     rows: list[dict[str, object]] = []
     start = time.perf_counter()
     with console.status("reading crops") as status:

@@ -14,7 +14,7 @@ from formreader.config import Config
 from formreader.errors import InputError
 from formreader.ingest import discover
 from formreader.pipeline import Scanner
-from formreader.recognize.predictor import load_predictor
+from formreader.recognize.ensemble import load_reader
 from formreader.records import PageRecord, Timings
 from formreader.template import Template
 from formreader.writers import output_format, write_records
@@ -43,7 +43,7 @@ def run_scan(inputs: list[Path], out: Path, cfg: Config, crops_dir: Path | None 
     if not files:
         raise InputError(f"no PDF or image files found in {', '.join(map(str, inputs))}")
     template = Template.load(cfg.template)
-    scanner = Scanner(template, load_predictor(cfg.model, cfg.recognizer()), cfg.pipeline(), crops_dir, cfg.workers)
+    scanner = Scanner(template, load_reader(cfg.model, cfg.recognizer()), cfg.pipeline(), crops_dir, cfg.workers)
     summary = ScanSummary(files=len(files))
     records: list[PageRecord] = []
     start = time.perf_counter()

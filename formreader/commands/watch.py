@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from formreader.config import Config
-from formreader.recognize.predictor import load_predictor
+from formreader.recognize.ensemble import load_reader
 from formreader.template import Template
 from formreader.watch.daemon import WatchDaemon, WatchSettings, WatchStats
 from formreader.watch.sink import check_output
@@ -22,7 +22,7 @@ LOGGER = "formreader.watch"
 def run_watch(settings: WatchSettings, cfg: Config) -> WatchStats:
     check_output(settings.out)  # usage errors first, before the model loads
     template = Template.load(cfg.template)
-    predictor = load_predictor(cfg.model, cfg.recognizer())
+    predictor = load_reader(cfg.model, cfg.recognizer())
     stop, abort = threading.Event(), threading.Event()
     with _signals(stop, abort):
         return WatchDaemon(settings, template, predictor, cfg.pipeline(), stop, abort).run()

@@ -12,8 +12,10 @@ field alphabet, such as CJK characters, are dropped), and then, per crop:
    experts, `decoding.batch_log_likelihood`), plus the lexicon's prior;
 3. choice: the best *valid* candidate for the field kind (`grammar.is_valid`); the best of all
    (`raw`) is kept when it differs, with up to five runner-ups (`alternatives`);
-4. confidence: the geometric mean of the models' probabilities of the chosen text (one model:
-   its probability, as the bare CRNN reports it).
+4. confidence: the chosen text's share of the combined likelihood of all candidates (on dev
+   `val` it ranks right from wrong readings far better than either model's own probability:
+   54% of crops kept at 98% exact, against 22%); a lone greedy reading (CRNN alone) keeps the
+   model's probability of its text, as the bare CRNN reports it.
 
 `second_opinion` chooses when PP-OCR is asked: `off`, `always`, or `cascade` (only for crops
 whose CRNN-alone reading has confidence below `cascade_below`).
@@ -39,12 +41,22 @@ import numpy as np
 
 from formreader.errors import ModelError
 from formreader.recognize import grammar
-from formreader.recognize.decoding import Lexicon, batch_log_likelihood, prefix_beam_search
-from formreader.recognize.predictor import Predictor, Reading, RecognizerSettings, load_predictor
+from formreader.recognize.decoding import (
+    Lexicon,
+    batch_log_likelihood,
+    prefix_beam_search,
+)
+from formreader.recognize.predictor import (
+    Predictor,
+    Reading,
+    RecognizerSettings,
+    load_predictor,
+)
 from formreader.records import Timings
 
 MODES = ("off", "cascade", "always")
-ALTERNATIVES = 5
+SECOND_STAGE = "recognize: second opinion"  # a part of "recognize", reported on its own line
+ALTERNATIVES = 10  # readings; several may normalize to one value (fields.make_field keeps 5)
 PROPOSE_FROM = 3  # grammar and lexicon look around this many best candidates
 
 
@@ -118,11 +130,10 @@ class FieldReader:
     def __call__(self, crops: list[np.ndarray]) -> list[Reading]:
         return self.predict(crops)[0]
 
-    def predict(self, crops: list[np.ndarray], kinds: Sequence[str] | None = None) -> tuple[list[Reading], Timings]:
-        """One Reading per crop, in order; `kinds` (default all "text") picks each field's grammar."""
-        kinds = list(kinds) if kinds is not None else ["text"] * len(crops)
-        for kind in set(kinds):
-            grammar.check_kind(kind)
+    def predict(self, crops: list[np.ndarray], kinds: Sequence[str | grammar.Grammar] | None = None) -> tuple[list[Reading], Timings]:
+        """One Reading per crop, in order; `kinds` (field kinds or `grammar.Grammar`s, default all
+        "text") picks each field's grammar."""
+        kinds = [grammar.of(k) for k in kinds] if kinds is not None else [grammar.Grammar()] * len(crops)
         timings = Timings()
         probs, seconds = self.primary.probabilities(crops)
         timings.add("recognize", seconds)
@@ -139,6 +150,7 @@ class FieldReader:
         if asked:
             second, seconds = self.second.probabilities([crops[i] for i in asked])
             timings.add("recognize", seconds)
+            timings.add(SECOND_STAGE, seconds)  # the share of `recognize` the second opinion took
             for i, p in zip(asked, second):
                 experts[i].append(self.folders[1](p))
         t0 = time.perf_counter()
@@ -152,25 +164,31 @@ class FieldReader:
 
     # --- one crop -----------------------------------------------------------------------------
 
-    def _decode(self, experts: list[np.ndarray], kind: str) -> Reading:
-        texts = self._proposed(experts)
+    def _decode(self, experts: list[np.ndarray], field: grammar.Grammar) -> Reading:
+        kind = field.kind
+        texts = self._proposed(experts, kind)
         scored = self._score(experts, texts)
         scored.sort(key=lambda s: -s.score)
         extra = set()
         for s in scored[:PROPOSE_FROM]:
-            extra |= grammar.proposals(kind, s.text)
+            extra |= field.proposals(s.text)
             if self.lexicon is not None and kind in ("name", "text") and s.text and not any(c.isdigit() for c in s.text):
                 extra.update(self.lexicon.neighbours(s.text))
         extra -= {s.text for s in scored}
         if extra:
             scored += self._score(experts, [t for t in extra if self._ids(t) is not None])
-        if self.lexicon is not None and kind in ("name", "text"):
-            for s in scored:
-                s.prior = self.lexicon.prior(s.text)
-        return self._choose(scored, kind)
+        for s in scored:
+            s.prior = grammar.log_prior(kind, s.text)
+            if self.lexicon is not None and kind in ("name", "text"):
+                # The prior was weighed against one model's log-likelihood (chosen on dev train
+                # with the CRNN alone); two models sum two, so it counts once per model.
+                s.prior += self.lexicon.prior(s.text) * len(experts)
+        return self._choose(scored, field, posterior=len(experts) > 1 or self.decoder != "greedy" or kind in ("date", "digits"))
 
-    def _proposed(self, experts: list[np.ndarray]) -> list[str]:
-        if len(experts) == 1 and self.decoder == "greedy":
+    def _proposed(self, experts: list[np.ndarray], kind: str) -> list[str]:
+        # Dates and codes always get a beam: the grammar needs runner-ups to choose from
+        # (reserved MNIST dates, CRNN alone: 93.2% exact from the greedy path, 94.4% from a beam).
+        if len(experts) == 1 and self.decoder == "greedy" and kind not in ("date", "digits"):
             best = experts[0].argmax(axis=1)
             keep = np.ones(len(best), bool)
             keep[1:] = best[1:] != best[:-1]
@@ -197,20 +215,30 @@ class FieldReader:
             per_model.append(batch_log_likelihood(batch, labels))
         return [_Scored(t, tuple(float(m[i]) for m in per_model)) for i, t in enumerate(texts)]
 
-    def _choose(self, scored: list[_Scored], kind: str) -> Reading:
+    def _choose(self, scored: list[_Scored], field: grammar.Grammar, posterior: bool) -> Reading:
+        """The best valid candidate; confidence is its share of the candidates' combined
+        likelihood (`posterior`), or, for a lone greedy reading, the model's probability of it."""
         if not scored:
             return Reading("", 0.0)
         ranked = sorted(scored, key=lambda s: -s.score)
-        valid = [s for s in ranked if grammar.is_valid(kind, s.text)]
+        valid = [s for s in ranked if field.is_valid(s.text)]
         chosen = valid[0] if valid else ranked[0]
         raw = max(scored, key=lambda s: sum(s.logps))  # the models' own reading, no grammar, no prior
         others = [s.text for s in (valid or ranked) if s.text != chosen.text][:ALTERNATIVES]
-        confidence = math.exp(sum(chosen.logps) / len(chosen.logps))
+        if posterior:
+            # The images' evidence alone: a lexicon or format prior picks among readings but
+            # does not make the chosen one surer (on dev val it made the confidence rank worse).
+            total = np.logaddexp.reduce(np.array([sum(s.logps) for s in ranked]))
+            confidence = math.exp(sum(chosen.logps) - total)
+        else:
+            confidence = math.exp(sum(chosen.logps))
         return Reading(chosen.text, float(min(max(confidence, 0.0), 1.0)), raw.text, tuple(others))
 
 
 def load_reader(model_path: Path | None = None, settings: RecognizerSettings = RecognizerSettings()) -> FieldReader:
     """The CRNN (bundled or `model_path`) plus, unless `settings.second_opinion` is off, PP-OCRv5."""
+    if settings.second_opinion not in MODES:
+        raise ModelError(f"unknown second opinion {settings.second_opinion!r} (choose {', '.join(MODES)})")
     primary = load_predictor(model_path, replace(settings, lexicon=None))  # only its probabilities are used
     second = None
     if settings.second_opinion != "off":

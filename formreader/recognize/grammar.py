@@ -11,12 +11,39 @@ Kinds (a template field's `kind`):
   separators, boxed forms whose printed slashes were erased); only real calendar dates with a
   plausible birth year (`formreader.fields.parse_date`).
 - `digits`: digits only (codes).
-- `text`: anything (free text, e.g. a class "6EME"): no constraint.
+- `text`: anything (free text): no constraint.
+
+A field may also list its `choices` (a closed vocabulary, e.g. school classes CP ... 2NDE): then
+only those are valid, and every one of them is scored against the image.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 KINDS = ("text", "name", "date", "digits")
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """What a field may hold: its kind, and optionally a closed list of values."""
+
+    kind: str = "text"
+    choices: tuple[str, ...] = ()
+
+    def is_valid(self, text: str) -> bool:
+        return text in self.choices if self.choices else is_valid(self.kind, text)
+
+    def proposals(self, text: str) -> set[str]:
+        return set(self.choices) if self.choices else proposals(self.kind, text)
+
+
+def of(field: str | Grammar) -> Grammar:
+    """A field kind ("date") or a Grammar, as a checked Grammar."""
+    g = field if isinstance(field, Grammar) else Grammar(field)
+    check_kind(g.kind)
+    return g
 DATE_SEPARATORS = "/.- "
 _NAME_PUNCT = " -'"
 # Look-alikes a recognizer confuses across the letter/digit divide, used to propose valid
@@ -45,6 +72,23 @@ def is_valid(kind: str, text: str) -> bool:
 
         return parse_date(text)[1]
     return True
+
+
+_DATE_GROUPS = re.compile(r"^\s*(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]")
+MIXED_DATE_PENALTY = 3.0  # nats: about a 20-fold likelihood ratio
+
+
+def log_prior(kind: str, text: str) -> float:
+    """How plausible a valid reading is as written, before looking at the image (log scale, <= 0).
+
+    Dates: people write day and month alike, both with two digits (23/04/1990) or both as
+    needed (3/4/90); a reading mixing them (1/08/2020) usually lost a digit.
+    """
+    if kind == "date":
+        m = _DATE_GROUPS.match(text)
+        if m and len(m.group(1)) != len(m.group(2)):
+            return -MIXED_DATE_PENALTY
+    return 0.0
 
 
 def proposals(kind: str, text: str) -> set[str]:

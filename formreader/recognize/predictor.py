@@ -39,7 +39,7 @@ class RecognizerSettings:
     decoder: str = "greedy"  # greedy | beam
     beam_width: int = 10
     lexicon: Path | None = None  # names list (CSV with a NAME column, or one name a line)
-    second_opinion: str = "cascade"  # off | cascade | always: when PP-OCRv5 also reads (recognize/ensemble.py)
+    second_opinion: str = "always"  # off | cascade | always: when PP-OCRv5 also reads (recognize/ensemble.py)
     cascade_below: float = 0.9  # cascade: crops whose CRNN confidence is below this get the second opinion
 
 
@@ -48,17 +48,10 @@ class Model(Protocol):
 
 
 class PreProcessor:
-    """Gray crops -> model input batch, exactly as in training.
+    """Gray crops -> model input batch, exactly as in training."""
 
-    With `trim`, a batch is cut just right of its widest crop's ink (a multiple of `step`
-    columns, at least `min_width`): a model that takes any width (PP-OCR) then reads little padding.
-    """
-
-    def __init__(self, spec: InputSpec, trim: bool = False, step: int = 8, min_width: int = 8):
+    def __init__(self, spec: InputSpec):
         self.spec = spec
-        self.trim = trim
-        self.step = step
-        self.min_width = min_width
 
     def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
         return self.stack([self.normalize(c) for c in crops])
@@ -72,10 +65,6 @@ class PreProcessor:
         return int(cols[-1]) + 1 if cols.size else 1
 
     def stack(self, arrays: list[np.ndarray]) -> np.ndarray:
-        if self.trim:
-            used = max(self.width(a) for a in arrays)
-            width = min(self.spec.width, max(self.min_width, -(-used // self.step) * self.step))
-            arrays = [a[:, :width] for a in arrays]
         return to_batch(arrays, self.spec)
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from formreader.errors import InputError
-from formreader.preprocess import find_prefix_end, ink_bbox
+from formreader.preprocess import find_prefix_end, ink_bbox, text_lines
 
 # MNIST train images 50000-59999 are reserved for evaluation dates; training uses 0-49999.
 MNIST_RESERVED = slice(50000, 60000)
@@ -93,10 +93,13 @@ class CropNames:
     """Real handwritten names from a Kaggle-format folder (labels.csv + images/), one split.
 
     Crops are drawn without replacement (a shuffled cycle), so a set uses every crop before it
-    repeats one.
+    repeats one. Crops that still hold a printed line of their original form (a `NOM` label
+    above the writing, the foot of a line cut off above it) are left out: no real field box
+    holds them. They stay in crop-level evaluation, where they are the real domain.
     """
 
     inks: list[Ink]
+    excluded: int = 0  # crops left out for holding printed lines
     _order: list[int] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -108,17 +111,19 @@ class CropNames:
             raise InputError(f"{labels}: cannot read crop labels ({exc})") from exc
         if split and "SPLIT" in table.columns:
             table = table[table["SPLIT"] == split]
-        inks = []
+        inks, excluded = [], 0
         for name, identity in zip(table["FILENAME"], table["IDENTITY"]):
             if identity in ("EMPTY", "UNREADABLE", ""):
                 continue  # blanks are made on purpose by the filler; unreadable has no truth
             gray = cv2.imread(str(Path(folder) / "images" / name), cv2.IMREAD_GRAYSCALE)
             cleaned = clean_name_crop(gray) if gray is not None else None
-            if cleaned is not None:
+            if cleaned is not None and len(text_lines(cleaned)) > 1:
+                excluded += 1
+            elif cleaned is not None:
                 inks.append(Ink(cleaned, identity.strip().upper()))
         if not inks:
             raise InputError(f"{folder}: no usable name crops for split {split!r}")
-        return cls(inks)
+        return cls(inks, excluded)
 
     def sample(self, rng: np.random.Generator, field_name: str = "") -> Ink:
         if not self._order:

