@@ -66,6 +66,7 @@ def ensemble_readings(model: Path, paths: list[Path], root: Path, partial: Path,
     not agree with both anyway (IDENTITY stays empty, CONFIDENCE 0). Rows are appended to
     `partial` chunk by chunk, and a re-run skips the crops already there (long runs resume).
     """
+    from formreader.recognize import grammar
     from formreader.recognize.ensemble import load_reader
     from formreader.recognize.predictor import RecognizerSettings
 
@@ -86,7 +87,7 @@ def ensemble_readings(model: Path, paths: list[Path], root: Path, partial: Path,
             own = _greedy(experts[0], reader.alphabet), _greedy(experts[1], reader.alphabet)
             text, confidence = "", 0.0
             if own[0] == own[1]:
-                reading = reader._decode(experts, "name")  # what the run-time reader returns for this crop
+                reading = reader._decode(experts, grammar.of("name"))  # what the run-time reader returns for this crop
                 text, confidence = name_form(reading.text), round(reading.confidence, 4)
             rows.append((path.name, text, confidence, lexicon is not None and text in lexicon, *own))
         pd.DataFrame(rows, columns=ENSEMBLE_COLUMNS).to_csv(partial, mode="a", header=not partial.exists(), index=False)
