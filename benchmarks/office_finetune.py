@@ -8,8 +8,8 @@ have put it (`formreader.pipeline.crop_path`) and its true label goes into a cor
 `file,page,field,value`, exactly what the review page exports. Then, through the real commands:
 
     python -m train finetune --corrections A.csv --crops crops --output office.onnx
-    formreader read B --out before.csv                        (shipped model)
-    formreader read B --out after.csv --model office.onnx
+    formreader read B --out before.csv --second-opinion off   (shipped model, the CRNN alone)
+    formreader read B --out after.csv --model office.onnx --second-opinion off
 
 and half B is scored before and after. This is a simulation on `val`: the fine-tuned model is
 never shipped. Prints a JSON report (also written to OUT/report.json) with the wall times.
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default=str(ROOT / "formreader" / "assets" / "models" / "crnn.onnx"))
+    parser.add_argument("--second-opinion", default="off", help="as for `formreader read`; off: the CRNN alone")
     args = parser.parse_args()
     root, out = shared_root(), Path(args.out).resolve()
     corrections, crops, folder_b, truth_b = prepare(root, out)
@@ -95,7 +96,8 @@ def main() -> None:
     finetune_s = run([py, "-m", "train", "finetune", "--corrections", str(corrections), "--crops", str(crops),
                       "--model", args.model, "--output", str(office), "--run", str(out / "run"),
                       "--set", f"fit.epochs={args.epochs}"])
-    read = [py, "-m", "formreader", "read", str(folder_b), "--threads", str(args.threads)]
+    read = [py, "-m", "formreader", "read", str(folder_b), "--threads", str(args.threads),
+            "--second-opinion", args.second_opinion]
     before_s = run(read + ["--out", str(out / "before_B.csv"), "--model", args.model])
     after_s = run(read + ["--out", str(out / "after_B.csv"), "--model", str(office)])
     report = {
