@@ -1,4 +1,4 @@
-"""Command line: python -m train {fit,export,evaluate,pseudolabel,pack} ..."""
+"""Command line: python -m train {fit,export,restore,finetune,evaluate,pseudolabel,pack} ..."""
 
 from __future__ import annotations
 
@@ -41,6 +41,32 @@ def cmd_export(args: argparse.Namespace) -> None:
     export_run(Path(args.run).resolve(), Path(args.output).resolve(), args.weights, shared_root(args.data_root))
 
 
+def cmd_restore(args: argparse.Namespace) -> None:
+    from train.onnx_import import restore_run
+
+    restore_run(Path(args.model).resolve(), args.config, Path(args.out).resolve(), shared_root(args.data_root))
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from train.config import load_config
+    from train.finetune import FINETUNE_SCHEDULE, FinetuneError, correction_rows, finetune, folder_rows
+
+    if bool(args.corrections) == bool(args.labels):
+        raise FinetuneError("give either --corrections CSV --crops DIR, or --labels CSV --images DIR")
+    if args.corrections:
+        if not args.crops:
+            raise FinetuneError("--corrections needs --crops DIR (the folder given to `formreader scan --crops`)")
+        rows = correction_rows(Path(args.corrections), Path(args.crops))
+    else:
+        if not args.images:
+            raise FinetuneError("--labels needs --images DIR")
+        rows = folder_rows(Path(args.labels), Path(args.images))
+    cfg = load_config(args.config, {**FINETUNE_SCHEDULE, **_overrides(args.set)})
+    output = Path(args.output).resolve()
+    run = Path(args.run).resolve() if args.run else REPO_ROOT / "runs" / f"finetune-{output.stem}"
+    finetune(Path(args.model).resolve(), rows, cfg, args.share, shared_root(args.data_root), run, output)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from train.evaluate import run_evaluation
 
@@ -55,7 +81,7 @@ def cmd_pseudolabel(args: argparse.Namespace) -> None:
     from train.pseudolabel import pseudolabel
 
     pseudolabel(Path(args.model).resolve(), shared_root(args.data_root), Path(args.output).resolve(),
-                args.min_confidence, args.unknown_confidence)
+                args.min_confidence, args.unknown_confidence, args.teacher, args.split, args.threads, args.reuse, args.limit)
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
@@ -81,6 +107,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--output", default=str(DEFAULT_MODEL))
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("restore", help="rebuild trainable Keras weights from an exported ONNX model")
+    p.add_argument("--model", default=str(DEFAULT_MODEL))
+    p.add_argument("--config", default=REPO_ROOT / "train" / "configs" / "full.json", type=Path,
+                   help="run config to keep (its model section is checked against the file)")
+    p.add_argument("--out", required=True, help="run folder: writes config.json and init.weights.h5")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("finetune", help="adapt the CRNN to corrected crops (replaying its training mix)")
+    p.add_argument("--corrections", default=None, help="CSV file,page,field,value (the review page's export)")
+    p.add_argument("--crops", default=None, help="the crop folder of `formreader scan --crops DIR`")
+    p.add_argument("--labels", default=None, help="instead: CSV FILENAME,IDENTITY of plain crops in --images")
+    p.add_argument("--images", default=None)
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model to start from (default: the shipped one)")
+    p.add_argument("--output", required=True, help="the fine-tuned ONNX model to write")
+    p.add_argument("--config", default=REPO_ROOT / "train" / "configs" / "full.json", type=Path,
+                   help="its data.mix is replayed beside the corrections")
+    p.add_argument("--share", type=float, default=0.35, help="share of each batch drawn from the corrections")
+    p.add_argument("--run", default=None, help="run folder for checkpoints (default runs/finetune-<output name>)")
+    p.add_argument("--set", action="append", default=[], help="override, e.g. fit.epochs=3")
+    p.set_defaults(func=cmd_finetune)
+
     p = sub.add_parser("evaluate", help="CER/exact on dev val, dates, speed")
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--lexicon", default="default", help="names.csv path, 'default' or 'none'")
@@ -95,6 +142,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--output", required=True)
     p.add_argument("--min-confidence", type=float, default=0.3, help="for readings that are known names")
     p.add_argument("--unknown-confidence", type=float, default=0.7, help="for other readings")
+    p.add_argument("--teacher", default="crnn", choices=["crnn", "ensemble"],
+                   help="crnn: beam + lexicon; ensemble: CRNN + PP-OCRv5 + lexicon, kept only where both models agree")
+    p.add_argument("--split", default="unlabelled", choices=["unlabelled", "train"],
+                   help="train: label the labelled dev train split and print how often kept labels are right")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit", type=int, default=0, help="only the first N crops (0: all)")
+    p.add_argument("--reuse", action="store_true", help="re-apply the thresholds to OUTPUT.all.csv (no re-reading)")
     p.set_defaults(func=cmd_pseudolabel)
 
     p = sub.add_parser("pack", help="copy a compact subset of shared/ for a remote training box")

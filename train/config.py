@@ -34,6 +34,7 @@ class DataConfig:
         }
     )
     pseudo_labels: str = ""  # CSV (FILENAME, IDENTITY) of pseudo-labelled unlabelled crops
+    corrections: str = ""  # CSV (FILENAME, IDENTITY): crop paths (absolute or beside the CSV), e.g. a clerk's fixes
     mnist_reserved: int = 10000  # last N MNIST images: date evaluation only
     blank_fraction: float = 0.04  # share of synthetic name crops that are blank fields
     max_label_len: int = 32

@@ -64,6 +64,8 @@ def build_stream(cfg: RunConfig, root: Path) -> SampleStream:
     if "pseudo" in mix and cfg.data.pseudo_labels:
         table = sources.repo_path(cfg.data.pseudo_labels)
         draws["pseudo"] = _augmented(sources.pseudo_labelled(root, table, alphabet), 1.0)
+    if "corrections" in mix and cfg.data.corrections:
+        draws["corrections"] = _augmented(sources.labelled_files(sources.repo_path(cfg.data.corrections), alphabet), 1.0)
     if "dhsd" in mix:
         draws["dhsd"] = _augmented(sources.dhsd_words(root, alphabet), 0.7)
     if "htr_lines" in mix:

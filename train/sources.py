@@ -71,6 +71,12 @@ def pseudo_labelled(root: Path, csv_path: Path, alphabet: str) -> ImageSet:
     return _image_set(root / "data" / "kaggle-names" / "unlabelled" / "images", rows, alphabet)
 
 
+def labelled_files(csv_path: Path, alphabet: str) -> ImageSet:
+    """Crops listed by path (absolute, or relative to the CSV's folder) with their labels."""
+    table = pd.read_csv(csv_path, keep_default_na=False, dtype=str)
+    return _image_set(Path(csv_path).parent, list(zip(table.FILENAME, table.IDENTITY)), alphabet)
+
+
 def dhsd_words(root: Path, alphabet: str) -> ImageSet:
     base = root / "data" / "htr-words-de" / "dhsd"
     table = pd.read_csv(base / "labels.csv", keep_default_na=False)

@@ -1,0 +1,1 @@
+"""Training experiments run by hand and reported in MODEL.md (need the train extra and ../shared)."""
