@@ -176,5 +176,5 @@ def test_driver_puts_rows_in_file_page_order_and_keeps_one_copy_of_each():
     out = list(engine._in_order(["f0", "f1", "f2"], arrivals, lambda f, recs: done.append(f),
                                 lambda f, n: opened.append((f, n)), lambda r: paged.append((r.file, r.page))))
     assert [(r.file, r.page) for r in out] == [("f0", 1), ("f1", 1), ("f1", 2), ("f2", 1)]
-    assert engine.duplicates == 3 and done == ["f2", "f0", "f1"] and len(paged) == 4
+    assert engine.duplicates == 3 and done == ["f0", "f1", "f2"] and len(paged) == 4  # on_file in input order (scan relies on it)
     assert opened == [("f2", 1), ("f1", 2), ("f0", 1)]

@@ -245,10 +245,11 @@ class RayScanner:
             if len(pages) == n:
                 complete[i] = [pages[j] for j in range(n)]
                 del pending[i]
-                if on_file is not None:
-                    on_file(files[i], complete[i])
-                while next_file in complete:
-                    yield from complete.pop(next_file)
+                while next_file in complete:  # on_file in input order, as the local Scanner calls it
+                    records = complete.pop(next_file)
+                    if on_file is not None:
+                        on_file(files[next_file], records)
+                    yield from records
                     next_file += 1
         if next_file != len(files):
             raise RuntimeError(f"ray engine lost files from {files[next_file]} on (a bug: please report)")
