@@ -15,9 +15,8 @@ preparation (look at the crop, compare it with the value) per field, a second M 
 correction, K = 0.28 s per key (average typist; 0.20 s for a 55 wpm typist). The wall time of the
 scripted run is printed too; it only shows that the page is never what the reviewer waits for.
 
-Alternatives: scan does not write `<FIELD>_alternatives` on this branch yet, so the trial adds
-them itself from the shipped model: the CTC prefix-beam runner-ups of each crop (normalized like
-scan normalizes). `--no-alternatives` leaves them out.
+Alternatives are the ones `scan` writes in its JSONL results (`<FIELD>_alternatives`: the
+runner-up readings the recognizers considered).
 """
 
 from __future__ import annotations
@@ -32,15 +31,11 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the trial drives Chromium with the tests' helper
 
 from formreader.fields import make_field
-from formreader.pipeline import crop_path
-from formreader.recognize.decoding import prefix_beam_search
-from formreader.recognize.predictor import load_predictor
 from formreader.template import Template
 
 M, K, K_FAST = 1.35, 0.28, 0.20
@@ -51,27 +46,6 @@ def formreader(*args: str) -> None:
     run = subprocess.run([sys.executable, "-m", "formreader", *args], cwd=ROOT, capture_output=True, text=True, check=False)
     if run.returncode not in (0, 1):
         sys.exit(f"formreader {' '.join(args)} failed:\n{run.stderr}")
-
-
-def add_alternatives(results: Path, crops: Path, kinds: dict[str, str], width: int = 5) -> None:
-    """Runner-up readings of the shipped model for every field (what the ensemble branch writes in scan)."""
-    predictor = load_predictor()
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8", errors="surrogateescape").split("\n") if line]
-    alphabet = predictor.post_processor.alphabet
-    for row in rows:
-        for name, kind in kinds.items():
-            path = crop_path(crops, row["file"], row["page"], name)
-            if row.get("error") or not path.is_file() or not row.get(name):
-                continue
-            probs = predictor.model(predictor.pre_processor([cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)]))[0]
-            beams = ["".join(alphabet[c - 1] for c in ids) for ids, _ in prefix_beam_search(probs, beam_width=width + 3)]
-            alts = []
-            for text in beams:
-                value = make_field(name, kind, text, 0.0).text
-                if value and value != row[name] and value not in alts:
-                    alts.append(value)
-            row[name + "_alternatives"] = alts[:width]
-    results.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8", "surrogateescape"))
 
 
 def shrink_png(path: Path) -> None:
@@ -140,7 +114,6 @@ def main() -> None:
     ap.add_argument("--preset", default="mild")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--all", action="store_true", help="review every field, not only the doubtful ones")
-    ap.add_argument("--no-alternatives", action="store_true")
     ap.add_argument("--screenshot", type=Path, help="save a PNG of the page after --shot-after fields")
     ap.add_argument("--shot-after", type=int, default=2)
     args = ap.parse_args()
@@ -157,8 +130,6 @@ def main() -> None:
                "--seed", str(args.seed), "--formats", "png,jpg,pdf")
     formreader("scan", str(forms), "--out", str(results), "--crops", str(crops))
     kinds = {f.name: f.kind for f in Template.load().layout.fields}
-    if not args.no_alternatives:
-        add_alternatives(results, crops, kinds)
     formreader("review", str(results), "--crops", str(crops), "--out", str(page), *(["--all"] if args.all else []))
 
     table = pd.read_csv(forms / "truth.csv", dtype=str, keep_default_na=False)
