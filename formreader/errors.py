@@ -19,3 +19,9 @@ class ModelError(FormreaderError):
 
 class ConfigError(FormreaderError):
     """A configuration file or option is invalid."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message cut to one line for a row's `error` cell (its type when it says nothing)."""
+    text = str(exc).strip().splitlines()
+    return text[0][:limit] if text else type(exc).__name__

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
+from formreader.errors import first_line
 from formreader.records import Page
 
 log = logging.getLogger("formreader.ingest")
@@ -138,7 +139,7 @@ def _pdf_pages(path: Path, dpi: float, max_pixels: int, first: int, last: int | 
             if "password" in str(exc).lower():
                 yield _error(path, 1, "encrypted PDF (password required)")
             else:
-                yield _error(path, 1, f"unreadable PDF ({_first_line(exc)})")
+                yield _error(path, 1, f"unreadable PDF ({first_line(exc)})")
         return
     # Render runs of pages that fit the pixel limit; an oversized page is an error row in its place.
     run: list[int] = []
@@ -209,11 +210,11 @@ def _image_pages(path: Path, max_pixels: int, first: int, last: int | None) -> I
         return
     except Image.DecompressionBombError as exc:
         if first == 1:
-            yield _error(path, 1, f"image too large ({_first_line(exc)})")
+            yield _error(path, 1, f"image too large ({first_line(exc)})")
         return
     except Exception as exc:  # Pillow raises many types on damaged headers
         if first == 1:
-            yield _error(path, 1, f"damaged image ({_first_line(exc)})")
+            yield _error(path, 1, f"damaged image ({first_line(exc)})")
         return
     with img:
         # Frames are reached by seeking, never counted here: counting walks every frame's
@@ -227,7 +228,7 @@ def _image_pages(path: Path, max_pixels: int, first: int, last: int | None) -> I
                 except EOFError:
                     return  # past the last frame
                 except Exception as exc:  # a damaged directory: later frames are out of reach
-                    yield _error(path, n, f"damaged image ({_first_line(exc)})")
+                    yield _error(path, n, f"damaged image ({first_line(exc)})")
                     return
             yield _image_frame(img, path, n, max_pixels)
             n += 1
@@ -248,7 +249,7 @@ def _image_frame(img: Image.Image, path: Path, n: int, max_pixels: int) -> Page:
             img.load()
         return Page(str(path), n, to_gray(img))
     except Exception as exc:  # one damaged frame is one error row
-        return _error(path, n, f"damaged image ({_first_line(exc)})")
+        return _error(path, n, f"damaged image ({first_line(exc)})")
 
 
 def to_gray(img: Image.Image) -> np.ndarray:
@@ -289,8 +290,3 @@ def _scale_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
         scale, offset = 255.0 / max(top - low, 1e-12), low
     out = np.nan_to_num((arr - offset) * scale, nan=255.0, posinf=255.0, neginf=0.0)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

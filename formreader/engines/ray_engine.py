@@ -26,7 +26,7 @@ import numpy as np
 from formreader.align import Aligner
 from formreader.config import Config
 from formreader.engines.uris import fetch, is_uri
-from formreader.errors import ConfigError
+from formreader.errors import ConfigError, first_line
 from formreader.pipeline import PipelineSettings, PreparedPage, finish_pages, prepare_file, save_crops
 from formreader.recognize.ensemble import load_reader
 from formreader.recognize.predictor import RecognizerSettings
@@ -53,18 +53,14 @@ def prepare_any(path: str, template: Template, settings: PipelineSettings, align
             try:
                 local = fetch(path, Path(tmp))
             except Exception as exc:
-                return [PreparedPage(PageRecord(file=path, page=1, error=f"cannot fetch ({_line(exc)})"))]
+                return [PreparedPage(PageRecord(file=path, page=1, error=f"cannot fetch ({first_line(exc)})"))]
             pages = prepare_file(local, template, settings, aligner)
         for page in pages:
             page.record.file = path  # the row names the input, not the temporary copy
         return pages
     except Exception as exc:  # a bug on one file must not cost a cluster run its other files
         log.exception("%s: unexpected error", path)
-        return [PreparedPage(PageRecord(file=str(path), page=1, error=f"unexpected error ({_line(exc)})"))]
-
-
-def _line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        return [PreparedPage(PageRecord(file=str(path), page=1, error=f"unexpected error ({first_line(exc)})"))]
 
 
 class PrepareFiles:
@@ -160,7 +156,7 @@ def connect(cfg: Config) -> bool:
             # "local": a new Ray for this run, even where `ray start` left a cluster on this machine.
             ray.init(address="local", num_cpus=cfg.workers + 1, **quiet)  # --workers preparers + a recognizer
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"cannot {'connect to Ray at ' + address if address else 'start a local Ray'}: {_line(exc)}") from exc
+        raise ConfigError(f"cannot {'connect to Ray at ' + address if address else 'start a local Ray'}: {first_line(exc)}") from exc
     return True
 
 
