@@ -129,14 +129,14 @@ def write_rows(path: Path, table: list[dict[str, object]], column_names: list[st
         import pandas as pd
 
         # Arrow strings must be valid UTF-8: a non-UTF-8 file name keeps its odd bytes as \xNN.
-        clean = [{k: _backslash_surrogates(v) for k, v in r.items()} for r in table]
+        clean = [{k: printable(v) if isinstance(v, str) else v for k, v in r.items()} for r in table]
         frame = pd.DataFrame(clean, columns=column_names)
         _atomic_write(path, lambda fh: frame.to_parquet(fh, index=False))
     else:
         atomic_write_text(path, render_rows(table, fmt, column_names))
 
 
-def _backslash_surrogates(value: object) -> object:
-    if isinstance(value, str) and _SURROGATE.search(value):
-        return encode_text(value).decode("utf-8", "backslashreplace")
-    return value
+def printable(text: str) -> str:
+    """Valid UTF-8 text for places that cannot hold raw bytes (Parquet, logs, the watch daemon's
+    rows): the bytes of a non-UTF-8 file name shown as \\xNN."""
+    return encode_text(text).decode("utf-8", "backslashreplace")

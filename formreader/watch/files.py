@@ -10,7 +10,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from formreader.writers import atomic_write_text
+from formreader.writers import atomic_write_text, printable
 
 # Copy tools write under a temporary name and rename when done: never touch those.
 TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".filepart", ".download", ".swp")
@@ -168,7 +168,7 @@ def _writer_in_proc(path: Path) -> bool | None:
 
 def display(path: Path | str) -> str:
     """A path as valid UTF-8 text (rows, logs, notes): bytes that are not UTF-8 shown as \\xNN."""
-    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+    return printable(str(path))
 
 
 def unique_dest(folder: Path, name: str, digest: str, reserved: set[str]) -> Path:

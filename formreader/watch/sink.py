@@ -19,7 +19,7 @@ from pathlib import Path
 
 from formreader.errors import ConfigError
 from formreader.records import PageRecord
-from formreader.writers import output_format, render
+from formreader.writers import columns, output_format, render
 
 log = logging.getLogger("formreader.watch")
 
@@ -108,7 +108,7 @@ class RowSink:
             return
         with open(self.path, encoding="utf-8", newline="") as fh:
             header = next(csv.reader(io.StringIO(fh.readline())), [])
-        expected = list(PageRecord(file="", page=0).row(self.field_names))
+        expected = columns(self.field_names)
         if header != expected:
             raise ConfigError(f"{self.path}: existing CSV columns {header} differ from this template's {expected}; "
                               "use another --out")
