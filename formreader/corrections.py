@@ -16,7 +16,7 @@ from pathlib import Path
 
 from formreader.errors import InputError
 from formreader.fields import make_field, parse_date
-from formreader.results import CONFIDENCE, Results, row_key
+from formreader.results import CONFIDENCE, Results, read_text, row_key
 
 HEADER = ["file", "page", "field", "value"]
 CORRECTED = "corrected"  # output column: the fields whose value a correction changed, ';'-separated
@@ -46,11 +46,7 @@ class ApplySummary:
 
 def read_corrections(path: Path) -> list[Correction]:
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:  # keep a \r in a cell
-            text = fh.read()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read corrections ({exc.strerror or exc})") from exc
+    text = read_text(path, "corrections", encoding="utf-8-sig")  # a spreadsheet may add a BOM
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None or [h.strip() for h in header[:4]] != HEADER:

@@ -41,14 +41,19 @@ def row_key(row: dict[str, object]) -> tuple[str, int]:
     return str(row["file"]), int(row["page"])  # type: ignore[arg-type]
 
 
+def read_text(path: Path, what: str, encoding: str = "utf-8") -> str:
+    """A results or corrections file as text: any file name's bytes kept, a \r in a cell kept."""
+    try:
+        with open(path, encoding=encoding, errors="surrogateescape", newline="") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from exc
+
+
 def read_results(path: Path) -> Results:
     path = Path(path)
     fmt = output_format(path)
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:  # keep a \r in a cell
-            text = fh.read()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read results ({exc.strerror or exc})") from exc
+    text = read_text(path, "results")
     try:
         columns, rows = _parse(text, fmt)
     except (ValueError, csv.Error) as exc:
