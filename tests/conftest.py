@@ -20,3 +20,11 @@ def shared_dir() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip(f"shared data not found at {SHARED}")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The shared folder with the labelled Kaggle dev crops (training and fine-tuning tests)."""
+    if not (SHARED / "data" / "kaggle-names" / "dev" / "labels.csv").exists():
+        pytest.skip(f"shared data not found at {SHARED}")
+    return SHARED

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from formreader.cli import app
 from formreader.render import render_layout
 from formreader.template import Layout, Template
-from tests.forms import SECOND_LAYOUT, Scan, fill, scan
+from tests.forms import SECOND_LAYOUT, Scan, fill, scan, write_mixed_files
 
 runner = CliRunner()
 VALUES = {"NOM": "DUPONT", "PRENOM": "MARIE", "DATE": "12/03/2011"}
@@ -28,14 +28,7 @@ def inbox(tmp_path_factory) -> Path:
     page = fill(tpl, VALUES)
     cv2.imwrite(str(root / "a.png"), scan(page, Scan(angle=2)))
     cv2.imwrite(str(root / "b.jpg"), scan(page, Scan(angle=-3, scale=0.95, noise=6)), [cv2.IMWRITE_JPEG_QUALITY, 60])
-    (root / "sub").mkdir()
-    for name, extra in (("two.pdf", {"resolution": 200}), ("c.tif", {})):
-        # Fresh images per file: Pillow keeps PDF encoder state on an image it has saved.
-        pages = [Image.fromarray(scan(page, Scan(angle=a))) for a in (1, -1)]
-        pages[0].save(root / "sub" / name, save_all=True, append_images=pages[1:], **extra)
-    (root / "zero.pdf").write_bytes(b"")
-    (root / "garbage.png").write_text("not an image")
-    cv2.imwrite(str(root / "other.png"), render_layout(Layout.from_dict(SECOND_LAYOUT)))  # a different form
+    write_mixed_files(root, page)
     return root
 
 

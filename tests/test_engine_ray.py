@@ -13,16 +13,14 @@ from pathlib import Path
 import cv2
 import pandas as pd
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from formreader.cli import app
 from formreader.config import Config
 from formreader.engines import discover_inputs
 from formreader.errors import ConfigError, InputError
-from formreader.render import render_layout
-from formreader.template import Layout, Template
-from tests.forms import SECOND_LAYOUT, Scan, fill, scan
+from formreader.template import Template
+from tests.forms import Scan, fill, scan, write_mixed_files
 from tests.ray_faults import CRASH_PREPARE, CRASH_RECOGNIZE, MARKERS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,13 +36,7 @@ def forms(tmp_path_factory) -> Path:
     for i, name in enumerate(["a.png", CRASH_PREPARE, CRASH_RECOGNIZE, "d.png"]):
         cv2.imwrite(str(root / name), scan(page, Scan(angle=i - 2, noise=4), seed=i))
     cv2.imwrite(str(root / "b.jpg"), scan(page, Scan(angle=-3, scale=0.95)), [cv2.IMWRITE_JPEG_QUALITY, 60])
-    (root / "sub").mkdir()
-    for name, extra in (("two.pdf", {"resolution": 200}), ("c.tif", {})):
-        pages = [Image.fromarray(scan(page, Scan(angle=a))) for a in (1, -1)]
-        pages[0].save(root / "sub" / name, save_all=True, append_images=pages[1:], **extra)
-    (root / "zero.pdf").write_bytes(b"")
-    (root / "garbage.png").write_text("not an image")
-    cv2.imwrite(str(root / "other.png"), render_layout(Layout.from_dict(SECOND_LAYOUT)))
+    write_mixed_files(root, page)
     return root
 
 

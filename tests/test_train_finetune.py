@@ -12,21 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from formreader.paths import shared_root
-
 pytest.importorskip("tensorflow")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = shared_root()
 SHIPPED = ROOT / "formreader" / "assets" / "models" / "crnn.onnx"
 TINY = ROOT / "train" / "configs" / "tiny.json"
-
-
-@pytest.fixture(scope="module")
-def shared() -> Path:
-    if not (SHARED / "data" / "kaggle-names" / "dev" / "labels.csv").exists():
-        pytest.skip(f"shared data not found at {SHARED}")
-    return SHARED
 
 
 def _tiny_keras(seed: int = 0):
@@ -109,8 +99,8 @@ def test_finetune_from_corrections_writes_a_model_formreader_loads(shared, tmp_p
 
     from formreader.recognize.predictor import load_predictor
     from formreader.recognize.spec import METADATA_KEY
-    from train.onnx_export import keras_weights, write_onnx
     from train.__main__ import main
+    from train.onnx_export import keras_weights, write_onnx
 
     cfg, base_keras = _tiny_keras()
     base = write_onnx(cfg, keras_weights(base_keras), tmp_path / "base.onnx")

@@ -10,18 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from formreader.paths import shared_root
-
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = shared_root()
 TINY = ROOT / "train" / "configs" / "tiny.json"
-
-
-@pytest.fixture(scope="module")
-def shared() -> Path:
-    if not (SHARED / "data" / "kaggle-names" / "dev" / "labels.csv").exists():
-        pytest.skip(f"shared data not found at {SHARED}")
-    return SHARED
 
 
 @pytest.fixture(scope="module")
