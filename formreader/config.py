@@ -24,19 +24,16 @@ class Config:
     model: Path | None = None  # None: the bundled CRNN
     device: str = "auto"
     threads: int = 0
-    batch_size: int = 16  # CPU: same crops/s from 8 to 64 (measured), 64 holds ~85 MB more at peak; raise it on a GPU
+    # Recognizer and pipeline defaults live with their settings (one place to change them).
+    batch_size: int = RecognizerSettings.batch_size
     decoder: str = "greedy"
     beam_width: int = 10
     lexicon: Path | None = None
-    second_opinion: str = "always"  # off | cascade | always (PP-OCRv5 next to the CRNN)
-    cascade_below: float = 0.9
+    second_opinion: str = RecognizerSettings.second_opinion
+    cascade_below: float = RecognizerSettings.cascade_below
     dpi: float = 200.0
     max_pixels: int = 60_000_000
-    # The lowest confidence at which the kept pages of 100 hard synthetic forms are 98% fully
-    # right (0.9954, second opinion on; `formreader benchmark` prints it as "98% right": re-run
-    # after changing a model). Dev val crops would need 0.9988, which keeps no hard page at all.
-    # MODEL.md ("Auto-accept") has the curves.
-    review_threshold: float = 0.995
+    review_threshold: float = PipelineSettings.review_threshold
     alignment_threshold: float = 0.55
     workers: int = 2
     engine: str = "local"  # local (threads + one recognizer) | ray (Ray Data, one machine or a cluster)
