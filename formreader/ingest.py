@@ -32,6 +32,7 @@ DEFAULT_MAX_PIXELS = 60_000_000  # ~A3 at 600 dpi; anything larger is refused, n
 PDF_CHUNK = 1  # pages per poppler call: one page image in memory at a time (a call costs ~10 ms)
 PDFINFO_TIMEOUT_S = 30  # poppler on a hostile file must not hang the batch
 RENDER_TIMEOUT_S = 120  # per poppler call (PDF_CHUNK pages)
+LAST_PAGE_ANY = 10**9  # "to the end" for pdfinfo's page range
 
 
 def discover(inputs: list[Path]) -> list[Path]:
@@ -119,7 +120,9 @@ def _pdf_pages(path: Path, dpi: float, max_pixels: int, first: int, last: int | 
     from pdf2image.exceptions import PDFInfoNotInstalledError, PDFPageCountError, PDFPopplerTimeoutError, PDFSyntaxError
 
     try:
-        count, _ = _pdfinfo(path)
+        # One pdfinfo call gives the page count and the sizes of the range (poppler clamps the
+        # range's end to the last page; a range past the end is an error, handled below).
+        count, info = _pdfinfo(path, first, last or LAST_PAGE_ANY)
         last = count if last is None else min(last, count)
         if count < 1:
             if first == 1:
@@ -127,7 +130,6 @@ def _pdf_pages(path: Path, dpi: float, max_pixels: int, first: int, last: int | 
             return
         if first > last:
             return
-        _, info = _pdfinfo(path, first, last)
     except PDFInfoNotInstalledError:
         yield _error(path, first, "cannot read PDF: poppler (pdfinfo/pdftoppm) is not installed")
         return
