@@ -35,7 +35,11 @@ class Reading:
 class RecognizerSettings:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0: onnxruntime picks (all cores)
-    batch_size: int = 16  # CPU: same crops/s from 8 to 64 (measured), 64 holds ~85 MB more at peak; raise it on a GPU
+    # One page's fields. On CPU 4 and 16 read at the same CPU per page (`formreader scan`, 60 mixed
+    # files, same output), and a long file then holds what a one-page file does: 500-frame TIFF
+    # 1.46x a one-page file's peak RSS, 1.63x at 16 (python -m formreader.benchmark.scan_memory).
+    # Raise it on a GPU.
+    batch_size: int = 4
     decoder: str = "greedy"  # greedy | beam
     beam_width: int = 10
     lexicon: Path | None = None  # names list (CSV with a NAME column, or one name a line)
