@@ -13,11 +13,11 @@ Two things a hostile or unlucky input must not break:
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -100,23 +100,39 @@ def atomic_write_text(path: Path, text: str) -> None:
 def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # The temporary name holds our pid, so a later write can tell the leftovers of a killed
+    # process (kill -9 during the write) from another process's write in progress.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.partial"
+    tmp.unlink(missing_ok=True)  # our pid: a dead process's leftover
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies: shared like the results
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _remove_leftovers(path)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _remove_leftovers(path: Path) -> None:
+    """Delete `.NAME.PID.partial` files beside `path` whose process is gone."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
+        pid = leftover.name[len(path.name) + 2 : -len(".partial")]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or a number no pid can have
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_records(path: Path, records: Iterable[PageRecord], field_names: list[str]) -> None:

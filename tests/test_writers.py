@@ -32,6 +32,22 @@ def test_rewrite_is_atomic_and_readable_by_others(tmp_path: Path):
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_a_killed_writers_leftover_is_removed_and_a_live_ones_kept(tmp_path: Path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.csv"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / f".r.csv.{int(dead.stdout)}.partial"  # kill -9 during a write leaves this
+    gone.write_text("half a table")
+    live = tmp_path / f".r.csv.{os.getppid()}.partial"  # a process still writing: not ours to delete
+    live.write_text("in progress")
+    other = tmp_path / ".other.csv.1.partial"
+    other.write_text("another output's")
+    write_records(out, [record("MARTIN")], ["NOM"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "r.csv"])
+
+
 def test_unknown_extension_is_refused(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"\.csv, \.json, \.jsonl or \.parquet"):
         write_records(tmp_path / "r.xlsx", [record("X")], ["NOM"])
