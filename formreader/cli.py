@@ -3,6 +3,7 @@
 Exit codes: 0 all pages read; 1 some file or page failed (its row carries the error);
 2 bad usage, configuration, template, model or output location (nothing was read);
 3 formreader crashed (a bug: one line on stderr, the traceback in a file it names); 130 interrupted.
+Every command uses these codes.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def _exit_codes(hint: str = ""):
         yield
     except FormreaderError as exc:
         raise _fail(exc)
+    except typer.Exit:  # a command's own exit code (typer.Exit is a RuntimeError)
+        raise
     except KeyboardInterrupt:
         err.print(f"[bold red]interrupted[/]{hint}")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -155,11 +158,9 @@ def read(
     """
     from formreader.commands.read import run_read
 
-    try:
+    with _exit_codes():
         cfg = _config(config, model=model, device=device, threads=threads, batch_size=batch_size, decoder=decoder, lexicon=lexicon, second_opinion=second_opinion)
         failed = run_read(inputs, out, cfg, kind, console=err)
-    except FormreaderError as exc:
-        raise _fail(exc)
     raise typer.Exit(EXIT_FAILED_ITEMS if failed else EXIT_OK)
 
 
@@ -178,11 +179,9 @@ def template_create(
     """
     from formreader.template import create_template
 
-    try:
+    with _exit_codes():
         tpl = create_template(blank, layout, dpi)
         tpl.save(out)
-    except FormreaderError as exc:
-        raise _fail(exc)
     err.print(f"template [bold]{tpl.name}[/] with fields {', '.join(tpl.layout.field_names)} written to {out}")
 
 
@@ -191,10 +190,8 @@ def template_show(template: TemplateOpt = None) -> None:
     """Print a template's fields and their boxes."""
     from formreader.template import Template
 
-    try:
+    with _exit_codes():
         tpl = Template.load(template)
-    except FormreaderError as exc:
-        raise _fail(exc)
     typer.echo(f"{tpl.name}: {tpl.blank.shape[1]}x{tpl.blank.shape[0]} px at {tpl.dpi:.0f} dpi")
     for f in tpl.layout.fields:
         typer.echo(f"  {f.name:<12} {f.kind:<5} box_mm={list(f.value_mm)} label={f.label!r}")
@@ -227,11 +224,9 @@ def review(
     """
     from formreader.commands.review import run_review
 
-    try:
+    with _exit_codes():
         cfg = _config(config, template=template, review_threshold=review_threshold)
         run_review(results, crops, out, cfg, all_fields, console=err)
-    except FormreaderError as exc:
-        raise _fail(exc)
 
 
 @app.command("apply")
@@ -257,11 +252,9 @@ def apply_cmd(
     """
     from formreader.commands.review import run_apply
 
-    try:
+    with _exit_codes():
         cfg = _config(config, template=template, review_threshold=review_threshold)
         run_apply(results, corrections, out, cfg, console=err)
-    except FormreaderError as exc:
-        raise _fail(exc)
 
 
 def main() -> None:  # pragma: no cover - console entry point
@@ -314,7 +307,7 @@ def watch(
     from formreader.errors import ConfigError
     from formreader.watch.daemon import WatchSettings
 
-    try:
+    with _exit_codes():
         if status:
             if state is None and inbox is None:
                 raise ConfigError("--status needs --state DIR (or the INBOX whose default state it reads)")
@@ -330,8 +323,6 @@ def watch(
                                            workers=cfg.workers, once=once, fault_pause=fault_pause,
                                            fault_crash_on=fault_crash_on)
         run_watch(settings, cfg)
-    except FormreaderError as exc:
-        raise _fail(exc)
     raise typer.Exit(EXIT_OK)
 
 
@@ -362,11 +353,9 @@ def synth(
     from formreader.commands.synth import run_synth
     from formreader.paths import shared_root
 
-    try:
+    with _exit_codes():
         run_synth(out, pages, preset, names, digits, shared_root(data_root), template, formats, max_pdf_pages, seed,
                   blank_rate, optional_rate, dpi, console=err)
-    except FormreaderError as exc:
-        raise _fail(exc)
 
 
 @app.command()
@@ -405,7 +394,7 @@ def benchmark(
     """
     from formreader.commands.benchmark import run_benchmark, run_speed_benchmark
 
-    try:
+    with _exit_codes():
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
                       decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, review_threshold=review_threshold,
                       workers=workers)
@@ -413,5 +402,3 @@ def benchmark(
             run_speed_benchmark(labelled, cfg, report, tesseract_pages, generate, console=err)
         else:
             run_benchmark(labelled, cfg, report, compare or [], split, worst, console=err)
-    except FormreaderError as exc:
-        raise _fail(exc)

@@ -119,6 +119,30 @@ def test_a_crash_has_its_own_exit_code_and_a_traceback_file(tmp_path: Path, form
     assert not (tmp_path / "r.csv").exists()
 
 
+@pytest.mark.parametrize("command", ["read", "review", "apply", "template show", "synth"])
+def test_every_command_reports_a_crash_as_exit_3(command: str, tmp_path: Path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr("formreader.cli._config", boom)  # the first library call of these commands
+    monkeypatch.setattr("formreader.template.Template.load", boom)
+    monkeypatch.setattr("formreader.template.create_template", boom)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    (tmp_path / "r.csv").write_text("file,page\n")
+    (tmp_path / "crops").mkdir()
+    args = {"read": ["read", str(tmp_path), "--out", str(tmp_path / "o.csv")],
+            "review": ["review", str(tmp_path / "r.csv"), "--crops", str(tmp_path / "crops"), "--out", str(tmp_path / "p.html")],
+            "apply": ["apply", str(tmp_path / "r.csv"), str(tmp_path / "r.csv"), "--out", str(tmp_path / "f.csv")],
+            "template show": ["template", "show"],
+            "synth": ["synth", str(tmp_path / "set")]}[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert "crashed (ZeroDivisionError: simulated bug)" in _said(result)
+
+
 def test_crops_of_same_named_files_never_collide(tmp_path: Path, form_png: bytes, tiny_model: Path):
     from formreader.pipeline import crop_path
 
