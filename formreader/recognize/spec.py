@@ -32,9 +32,7 @@ class ModelSpecError(ModelError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    # A string of characters, or a tuple of tokens when a class can stand for several code
-    # points (PP-OCR's dictionary holds a few flag emoji).
-    alphabet: str | tuple[str, ...] = DEFAULT_ALPHABET
+    alphabet: str = DEFAULT_ALPHABET  # character i is class i + 1
     input: InputSpec = field(default_factory=InputSpec)
     format_version: int = FORMAT_VERSION
     blank_index: int = 0
