@@ -2,6 +2,7 @@
 
     python -m formreader.benchmark.recognizers                      # CRNN, PP-OCR, ensemble, cascade, + lexicon
     python -m formreader.benchmark.recognizers --modes off,always --limit 100
+    python -m formreader.benchmark.recognizers --modes ppocr,always --ppocr-model rec_ft.onnx   # a re-trained PP-OCR
 
 Prints, per setting: exact match, CER, crops/s (blank check, preprocessing, models and decoding,
 as `formreader read` does) and its ratio to the CRNN alone, and the share of crops that a review
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cascade-below", type=float, default=0.9)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--ppocr-model", type=Path, default=None,
+                        help="PP-OCRv5 rec ONNX to use instead of the packaged one (same dictionary)")
     args = parser.parse_args()
 
     dev = shared_root(None) / "data" / "kaggle-names" / "dev"
@@ -47,7 +50,7 @@ def main() -> None:
     images = [cv2.imread(str(dev / "images" / f), cv2.IMREAD_GRAYSCALE) for f in table["FILENAME"]]
     truth = ["" if t == "EMPTY" else normalize_name(t) for t in table["IDENTITY"]]
     settings = RecognizerSettings(device="cpu", threads=args.threads)
-    crnn, ppocr = load_predictor(None, settings), load_ppocr(settings)
+    crnn, ppocr = load_predictor(None, settings), load_ppocr(settings, model_path=args.ppocr_model)
     lexicon = Lexicon.load(shared_root(None) / "data" / "kaggle-names" / "names.csv")
 
     readers = {
