@@ -2,7 +2,7 @@
 
     python -m formreader.benchmark.recognizers                      # CRNN, PP-OCR, ensemble, cascade, + lexicon
     python -m formreader.benchmark.recognizers --modes off,always --limit 100
-    python -m formreader.benchmark.recognizers --modes ppocr,always --ppocr-model rec_ft.onnx   # a re-trained PP-OCR
+    python -m formreader.benchmark.recognizers --modes ppocr,always --ppocr-model M.onnx   # another second model
 
 Prints, per setting: exact match, CER, crops/s (blank check, preprocessing, models and decoding,
 as `formreader read` does) and its ratio to the CRNN alone, and the share of crops that a review
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--cascade-below", type=float, default=0.9)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--ppocr-model", type=Path, default=None,
-                        help="PP-OCRv5 rec ONNX to use instead of the packaged one (same dictionary)")
+                        help="second model to use instead of the bundled one (written by `python -m train second-model`)")
     args = parser.parse_args()
 
     dev = shared_root(None) / "data" / "kaggle-names" / "dev"

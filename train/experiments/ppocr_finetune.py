@@ -15,9 +15,10 @@ picks the epoch (lowest holdout CER, greedy). Dev `val` is never read here. Each
 `formreader.recognize.ppocr.INPUT`, exactly the runtime's pre-processing.
 
 Writes OUT/rec_ft.onnx (the best epoch: same input `x` (N, 3, 48, W) and output
-(N, T, 18385) softmax as the original, so `load_ppocr(model_path=...)` reads it with the original
-dictionary), OUT/rec_last.onnx, OUT/log.csv, and prints per-epoch numbers. Check a model on dev
-`val` with `python -m formreader.benchmark.recognizers --modes ppocr,always --ppocr-model OUT/rec_ft.onnx`.
+(N, T, 18385) softmax as the original), OUT/rec_last.onnx, OUT/log.csv, and prints per-epoch
+numbers. Cut it like the bundled one and check it on dev `val`:
+    python -m train second-model --model OUT/rec_ft.onnx --output OUT/rec_ft_names.onnx
+    python -m formreader.benchmark.recognizers --modes ppocr,always --ppocr-model OUT/rec_ft_names.onnx
 
 Result (2026-12-03, `--epochs 8 --lr 1e-4 --strength 1.0 --threads 1`, best holdout epoch 2, ~15 min on
 one core): on dev `val` PP-OCR alone 76.3% -> 81.0% exact, CER 9.45% -> 6.08%; but the ensemble
@@ -43,8 +44,9 @@ from formreader.fields import normalize_name
 from formreader.paths import shared_root
 from formreader.preprocess import normalize_crop, to_batch
 from formreader.recognize.decoding import greedy_decode_batch
-from formreader.recognize.ppocr import INPUT, package_files, read_dictionary
+from formreader.recognize.ppocr import INPUT
 from train.augment import augment
+from train.second_model import base_files, read_dictionary
 
 NEEDS = ("torch", "onnx2torch", "onnx", "onnxruntime")
 
@@ -214,7 +216,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    rec_path, dict_path = package_files()
+    rec_path, dict_path = base_files()
     alphabet = read_dictionary(dict_path)
     encode = encoder(alphabet)
     train, hold = load_split(args.holdout, args.seed)
