@@ -157,14 +157,5 @@ def _ppocr(run: Run, cfg: Config, console: Console) -> Baseline:
     return Baseline("ppocr", f"PP-OCRv5 mobile rec ({DEFAULT_PATH.name}, cut to the field alphabet)", items, seconds)
 
 
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "?"
-
-
 def _progress(console: Console) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)

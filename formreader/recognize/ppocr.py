@@ -12,18 +12,11 @@ strip and ink trim as the CRNN (`formreader.preprocess.normalize_crop`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from formreader.preprocess import InputSpec
-from formreader.recognize.predictor import (
-    CTCPostProcessor,
-    OnnxModel,
-    Predictor,
-    PreProcessor,
-    RecognizerSettings,
-    make_session,
-    read_spec,
-)
+from formreader.recognize.predictor import Predictor, RecognizerSettings, load_predictor
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "assets" / "models" / "ppocr_names.onnx"
 # Input width at height 48. PaddleOCR pads text lines to at least 320 columns; on dev `val` the
@@ -39,13 +32,7 @@ INPUT = InputSpec(height=48, width=WIDTH, layout="NCHW", invert=False, scale=1 /
 
 
 def load_ppocr(settings: RecognizerSettings = RecognizerSettings(), model_path: Path | None = None) -> Predictor:
-    """The second recognizer (bundled, or `model_path`) as a Predictor, built from its file's metadata."""
-    path = Path(model_path) if model_path else DEFAULT_PATH
-    session = make_session(path, settings.device, settings.threads)
-    spec = read_spec(session, str(path))
-    return Predictor(
-        PreProcessor(spec.input),
-        OnnxModel(session),
-        CTCPostProcessor(spec.alphabet),
-        min(settings.batch_size, MAX_BATCH),
-    )
+    """The second recognizer (bundled, or `model_path`) as a Predictor, built from its file's metadata
+    like the CRNN; greedy post-processing (the ensemble decodes both models itself), small batches."""
+    return load_predictor(model_path or DEFAULT_PATH,
+                          replace(settings, batch_size=min(settings.batch_size, MAX_BATCH), decoder="greedy", lexicon=None))
