@@ -16,6 +16,16 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def handwriting_fonts() -> Path:
+    """The shared handwriting fonts that `formreader.benchmark.alignment.fill` writes values with
+    (without them it falls back to Pillow's font, a different page than the thresholds were set on)."""
+    fonts = SHARED / "fonts"
+    if not any(fonts.glob("*.ttf")):
+        pytest.skip(f"handwriting fonts not found in {fonts}")
+    return fonts
+
+
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip(f"shared data not found at {SHARED}")

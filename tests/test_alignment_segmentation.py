@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -29,7 +31,7 @@ def template(request) -> Template:
 
 
 @pytest.mark.parametrize("name", list(PERTURBATIONS))
-def test_alignment_recovers_the_page(template: Template, name: str):
+def test_alignment_recovers_the_page(template: Template, name: str, handwriting_fonts: Path):
     page = fill(template, VALUES)
     result = Aligner(template).align(scan(page, PERTURBATIONS[name], seed=1))
     assert result.ok and result.score > 0.8

@@ -26,7 +26,7 @@ def test_pgm_stream_parser_splits_pages():
     assert np.array_equal(pages[0], a) and np.array_equal(pages[1], b)
 
 
-def test_speed_benchmark_generates_a_mixed_set_and_reports(tmp_path: Path):
+def test_speed_benchmark_generates_a_mixed_set_and_reports(tmp_path: Path, shared_dir: Path):  # --generate fills forms from shared data
     folder, report_path = tmp_path / "set", tmp_path / "speed.json"
     result = runner.invoke(app, ["benchmark", "--speed", str(folder), "--generate", "8", "--workers", "2",
                                  "--tesseract-pages", "2", "--report", str(report_path)])
