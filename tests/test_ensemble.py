@@ -46,6 +46,14 @@ def test_date_proposals_repair_a_doubled_digit():
     assert grammar.proposals("date", "23/12/1990") == set()  # valid readings are left alone
 
 
+def test_date_proposals_read_slashes_taken_for_digits():
+    # PP-OCR reads a date's slashes as 1s (hard forms: `3010412020` for 30/04/2020)
+    assert "30/04/2020" in grammar.proposals("date", "3010412020")
+    assert "09/05/2007" in grammar.proposals("date", "D9/0512007")
+    assert "3/04/2020" in grammar.proposals("date", "3704/2020")
+    assert all(grammar.is_valid("date", t) for t in grammar.proposals("date", "3010412020"))
+
+
 # --- the reader on controlled probabilities --------------------------------------------------------
 
 def _probs_for(steps: list[dict[str, float]], alphabet: str = DEFAULT_ALPHABET) -> np.ndarray:

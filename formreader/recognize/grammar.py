@@ -118,4 +118,20 @@ def _date_edits(text: str) -> set[str]:
             out.update(base[:i] + d + base[i + 1 :] for d in "0123456789" if d != ch)
     for i in range(1, len(base)):
         out.add(base[:i] + "/" + base[i:])
+    out |= _separators_read_as_digits(base)
+    return out
+
+
+# A slash (printed or hand-drawn) is often read as a 1 or a 7: `3010412020` is 30/04/2020.
+_SLASH_AS = "17" + DATE_SEPARATORS
+
+
+def _separators_read_as_digits(text: str) -> set[str]:
+    """`text` with the 1s, 7s or separators where a date's separators would stand read as slashes:
+    D?M?YY to DD?MM?YYYY (one or two digits for day and month, two or four for the year)."""
+    out = set()
+    for i in (1, 2):
+        for j in (i + 2, i + 3):
+            if j + 3 <= len(text) <= j + 5 and text[i] in _SLASH_AS and text[j] in _SLASH_AS:
+                out.add(text[:i] + "/" + text[i + 1:j] + "/" + text[j + 1:])
     return out
