@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -86,31 +87,48 @@ def prefix_beam_search(
 ) -> list[tuple[tuple[int, ...], float]]:
     """CTC prefix beam search; returns [(class ids, log P(labelling))] best first."""
     logp = np.log(np.clip(probs, 1e-30, 1.0))
+    above = probs >= prune
+    # Steps where only the blank survives pruning (most steps) just add its log-probability to
+    # every beam and end each in a blank: a run of them is one addition, not a loop over beams.
+    blank_only = above[:, blank] & (above.sum(axis=1) == 1)
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # prefix -> (blank, non-blank)
-    for t in range(logp.shape[0]):
-        row = logp[t]
-        candidates = np.flatnonzero(probs[t] >= prune)
-        nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
-        for prefix, (pb, pnb) in beams.items():
-            total = _logsumexp(pb, pnb)
-            for c in candidates:
-                p = float(row[c])
-                if c == blank:
-                    entry = nxt[prefix]
-                    entry[0] = _logsumexp(entry[0], total + p)
-                    continue
-                last = prefix[-1] if prefix else None
-                extended = prefix + (int(c),)
-                entry = nxt[extended]
-                # A repeated char needs a blank in between to start a new symbol.
-                entry[1] = _logsumexp(entry[1], (pb if c == last else total) + p)
-                if c == last:
-                    same = nxt[prefix]
-                    same[1] = _logsumexp(same[1], pnb + p)
-        ranked = sorted(nxt.items(), key=lambda kv: -_logsumexp(*kv[1]))[:beam_width]
-        beams = {k: (v[0], v[1]) for k, v in ranked}
+    t, steps = 0, logp.shape[0]
+    while t < steps:
+        if blank_only[t]:
+            end = t
+            while end < steps and blank_only[end]:
+                end += 1
+            shift = float(logp[t:end, blank].sum())
+            beams = {k: (_logsumexp(pb, pnb) + shift, NEG_INF) for k, (pb, pnb) in beams.items()}
+            t = end
+            continue
+        beams = _extend(beams, logp[t], np.flatnonzero(above[t]), beam_width, blank)
+        t += 1
     result = [(k, _logsumexp(*v)) for k, v in beams.items()]
     return sorted(result, key=lambda kv: -kv[1])
+
+
+def _extend(beams: dict[tuple[int, ...], tuple[float, float]], row: np.ndarray, candidates: np.ndarray,
+            beam_width: int, blank: int) -> dict[tuple[int, ...], tuple[float, float]]:
+    """One step of the prefix beam search over the classes that survived pruning."""
+    nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
+    for prefix, (pb, pnb) in beams.items():
+        total = _logsumexp(pb, pnb)
+        last = prefix[-1] if prefix else None
+        for c in candidates:
+            p = float(row[c])
+            if c == blank:
+                entry = nxt[prefix]
+                entry[0] = _logsumexp(entry[0], total + p)
+                continue
+            entry = nxt[prefix + (int(c),)]
+            # A repeated char needs a blank in between to start a new symbol.
+            entry[1] = _logsumexp(entry[1], (pb if c == last else total) + p)
+            if c == last:
+                same = nxt[prefix]
+                same[1] = _logsumexp(same[1], pnb + p)
+    ranked = heapq.nlargest(beam_width, nxt.items(), key=lambda kv: _logsumexp(*kv[1]))
+    return {k: (v[0], v[1]) for k, v in ranked}
 
 
 def ctc_log_likelihood(probs: np.ndarray, labels: list[int], blank: int = 0) -> float:
