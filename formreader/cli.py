@@ -42,6 +42,7 @@ BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Crops per
 DecoderOpt = Annotated[Optional[str], typer.Option("--decoder", help="greedy (fast) or beam.")]
 ReviewOpt = Annotated[Optional[float], typer.Option("--review-threshold", help="Fields below this confidence set needs_review.")]
 SecondOpt = Annotated[Optional[str], typer.Option("--second-opinion", help="When PP-OCRv5 reads next to the CRNN: always (default, most accurate), cascade (only fields the CRNN reads below --cascade-below) or off (CRNN alone, fastest).")]
+ExpertsOpt = Annotated[Optional[str], typer.Option("--experts", help="Field experts read next to the CRNN on the field kinds their model files name: bundled (default: the date expert), none, or ONNX files separated by commas.")]
 LexiconOpt = Annotated[Optional[Path], typer.Option("--lexicon", help="Names list (CSV with NAME column) used as a prior by the beam decoder.", dir_okay=False)]
 
 
@@ -103,6 +104,7 @@ def scan(
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
     second_opinion: SecondOpt = None,
+    experts: ExpertsOpt = None,
     review_threshold: ReviewOpt = None,
     dpi: Annotated[Optional[float], typer.Option(help="Resolution PDFs are rendered at (50-1200).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Record finished files in OUT.resume as they complete; after a crash or kill, the same command reads only the rest.")] = False,
@@ -130,7 +132,7 @@ def scan(
     hint = "; run the same command again to finish the rest" if resume else ""
     with _exit_codes(hint):
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, review_threshold=review_threshold,
+                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, experts=experts, review_threshold=review_threshold,
                       dpi=dpi, workers=workers, engine=engine, ray_address=ray_address)
         summary = run_scan(inputs, out, cfg, crops_dir=crops, console=err, resume=resume)
     raise typer.Exit(EXIT_FAILED_ITEMS if summary.failed else EXIT_OK)
@@ -148,6 +150,7 @@ def read(
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
     second_opinion: SecondOpt = None,
+    experts: ExpertsOpt = None,
     kind: Annotated[str, typer.Option(help="name (letters, upper-case), text (free), date (ISO YYYY-MM-DD), digits, or raw (as recognized).")] = "name",
 ) -> None:
     """Read a folder of single-field crops (no template); printed prefixes such as `NOM :` are stripped.
@@ -159,7 +162,7 @@ def read(
     from formreader.commands.read import run_read
 
     with _exit_codes():
-        cfg = _config(config, model=model, device=device, threads=threads, batch_size=batch_size, decoder=decoder, lexicon=lexicon, second_opinion=second_opinion)
+        cfg = _config(config, model=model, device=device, threads=threads, batch_size=batch_size, decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, experts=experts)
         failed = run_read(inputs, out, cfg, kind, console=err)
     raise typer.Exit(EXIT_FAILED_ITEMS if failed else EXIT_OK)
 
@@ -289,6 +292,7 @@ def watch(
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
     second_opinion: SecondOpt = None,
+    experts: ExpertsOpt = None,
 ) -> None:
     """Watch a folder and turn every file dropped there into rows, exactly once, until SIGINT/SIGTERM.
 
@@ -317,7 +321,7 @@ def watch(
             raise ConfigError("watch needs an INBOX folder and --out FILE.jsonl|.csv")
         setup_logging(verbose)
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, workers=workers)
+                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, experts=experts, workers=workers)
         settings = WatchSettings.for_inbox(inbox, out, state, done, failed, settle=settle, poll=poll, latency=latency,
                                            max_attempts=max_attempts, empty_grace=empty_grace, stop_grace=stop_grace,
                                            workers=cfg.workers, once=once, fault_pause=fault_pause,
@@ -378,6 +382,7 @@ def benchmark(
     decoder: DecoderOpt = None,
     lexicon: LexiconOpt = None,
     second_opinion: SecondOpt = None,
+    experts: ExpertsOpt = None,
     review_threshold: ReviewOpt = None,
 ) -> None:
     """Measure how well and how fast formreader reads a labelled set.
@@ -396,7 +401,7 @@ def benchmark(
 
     with _exit_codes():
         cfg = _config(config, template=template, model=model, device=device, threads=threads, batch_size=batch_size,
-                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, review_threshold=review_threshold,
+                      decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, experts=experts, review_threshold=review_threshold,
                       workers=workers)
         if speed:
             run_speed_benchmark(labelled, cfg, report, tesseract_pages, generate, console=err)

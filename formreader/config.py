@@ -31,6 +31,7 @@ class Config:
     lexicon: Path | None = None
     second_opinion: str = RecognizerSettings.second_opinion
     cascade_below: float = RecognizerSettings.cascade_below
+    experts: str = RecognizerSettings.experts  # bundled | none | model files separated by commas
     dpi: float = 200.0
     max_pixels: int = 60_000_000
     review_threshold: float = PipelineSettings.review_threshold
@@ -57,6 +58,7 @@ class Config:
             lexicon=self.lexicon,
             second_opinion=self.second_opinion,
             cascade_below=self.cascade_below,
+            experts=self.experts,
         )
 
 

@@ -141,6 +141,61 @@ def test_unknown_modes_and_kinds_are_refused():
         FieldReader(_predictor(probs), second_opinion="off").predict([np.zeros((4, 4), np.uint8)], ["colour"])
 
 
+class _CountingModel(_FixedModel):
+    def __init__(self, probs: np.ndarray):
+        super().__init__(probs)
+        self.crops = 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.crops += len(batch)
+        return super().__call__(batch)
+
+
+def test_a_field_expert_reads_its_kinds_in_the_general_models_place():
+    # The general model reads the day as 20; the date expert, sure, as 30; PP-OCR hesitates.
+    general_model = _CountingModel(_probs_for(_spelled("30/04/2020", {0: {"2": 0.6, "3": 0.35}})))
+    general = Predictor(lambda crops: np.zeros((len(crops), 1)), general_model, CTCPostProcessor(DEFAULT_ALPHABET))
+    expert_model = _CountingModel(_probs_for(_spelled("30/04/2020")))
+    expert = Predictor(lambda crops: np.zeros((len(crops), 1)), expert_model, CTCPostProcessor(DEFAULT_ALPHABET), kinds=("date",))
+    second = _predictor(_probs_for(_spelled("30/04/2020", {0: {"2": 0.5, "3": 0.45}})))
+    crop = np.zeros((10, 10), np.uint8)
+    assert FieldReader(general, second_opinion="off").predict([crop], ["date"])[0][0].text == "20/04/2020"
+    general_model.crops = 0
+    reader = FieldReader(general, second, second_opinion="always", experts=[expert])
+    readings, timings = reader.predict([crop, crop, crop], ["name", "date", "text"])
+    assert readings[1].text == "30/04/2020"
+    assert expert_model.crops == 1 and general_model.crops == 2  # each crop read by one of them
+    assert timings.seconds["recognize: field experts"] >= 0 and timings.seconds["recognize: second opinion"] >= 0
+    with pytest.raises(ModelError, match="must name the field kinds"):
+        FieldReader(general, second_opinion="off", experts=[general])
+
+
+def test_model_files_say_which_fields_they_are_experts_for(tmp_path: Path):
+    import onnx
+
+    from formreader.recognize.ensemble import BUNDLED_EXPERTS, expert_paths
+    from formreader.recognize.predictor import DEFAULT_MODEL, load_predictor
+
+    settings = RecognizerSettings(device="cpu", threads=1, second_opinion="off")
+    assert load_predictor(BUNDLED_EXPERTS[0], settings).kinds == ("date",)
+    assert load_predictor(None, settings).kinds == ()
+    reader = load_reader(None, settings)
+    assert [e.kinds for e, _ in reader.experts] == [("date",)]
+    assert load_reader(None, RecognizerSettings(device="cpu", threads=1, second_opinion="off", experts="none")).experts == []
+    assert expert_paths(f"{tmp_path}/a.onnx, {tmp_path}/b.onnx") == [tmp_path / "a.onnx", tmp_path / "b.onnx"]
+    with pytest.raises(ModelError, match="a general model, not a field expert"):
+        load_reader(None, RecognizerSettings(device="cpu", threads=1, second_opinion="off", experts=str(DEFAULT_MODEL)))
+    with pytest.raises(ModelError, match="an expert for date fields, not a general model"):
+        load_reader(BUNDLED_EXPERTS[0], settings)
+    model = onnx.load(str(BUNDLED_EXPERTS[0]))  # a kind this formreader does not know: refused on load
+    meta = next(p for p in model.metadata_props if p.key == "formreader.spec")
+    meta.value = meta.value.replace('"kinds": ["date"]', '"kinds": ["colour"]')
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    with pytest.raises(ModelError, match="unknown field kind"):
+        load_predictor(bad, settings)
+
+
 # --- PP-OCRv5, bundled with its metadata ------------------------------------------------------------
 
 def test_bundled_second_model_says_what_it_is_and_a_cut_head_must_match(tmp_path: Path):
@@ -212,6 +267,10 @@ def test_second_opinion_setting_precedence(tmp_path: Path):
     assert load_config(toml).recognizer().second_opinion == "cascade"
     assert load_config(toml).recognizer().cascade_below == 0.8
     assert load_config(toml, {"second_opinion": "off"}).second_opinion == "off"
+    assert load_config().recognizer().experts == "bundled"
+    toml.write_text('[formreader]\nexperts = "none"\n')
+    assert load_config(toml).recognizer().experts == "none"
+    assert load_config(toml, {"experts": "bundled"}).recognizer().experts == "bundled"
 
 
 def test_cli_switches_the_second_opinion_off(tmp_path: Path, tiny_model: Path, monkeypatch):
@@ -228,6 +287,9 @@ def test_cli_switches_the_second_opinion_off(tmp_path: Path, tiny_model: Path, m
     assert len(pd.read_csv(out)) == 1
     bad = runner.invoke(app, ["read", str(tmp_path / "a.png"), "--out", str(out), "--model", str(tiny_model), "--second-opinion", "sometimes"])
     assert bad.exit_code == 2 and "second opinion" in bad.output
+    missing = runner.invoke(app, ["read", str(tmp_path / "a.png"), "--out", str(out), "--model", str(tiny_model),
+                                  "--second-opinion", "off", "--experts", str(tmp_path / "dates.onnx")])
+    assert missing.exit_code == 2 and "dates.onnx: model file not found" in missing.output
 
 
 # --- honest form sets --------------------------------------------------------------------------------

@@ -75,3 +75,19 @@ def test_augment_never_returns_an_empty_crop(shape):
     for _ in range(100):
         out = augment(np.full(shape, 200, np.uint8), rng)
         assert out.size > 0 and out.dtype == np.uint8
+
+
+def test_training_dates_cover_every_calendar_day():
+    # Days were drawn from 1-28, so no training date ever began with a 3 and the models read
+    # 30 and 31 as 20 and 21 (or 230, 231).
+    import datetime
+
+    import numpy as np
+
+    from train.synth import Synthesizer
+
+    rng = np.random.default_rng(0)
+    drawn = [Synthesizer.random_date(rng) for _ in range(4000)]
+    assert {"29", "30", "31"} <= {day for day, _, _ in drawn}
+    for day, month, year in drawn:
+        datetime.date(int(year), int(month), int(day))  # a real calendar date

@@ -22,6 +22,8 @@ class ModelConfig:
     proj_units: int = 256  # dense projection of each column before the BiLSTM
     lstm_units: list[int] = field(default_factory=lambda: [128, 128])
     dropout: float = 0.25
+    # Field kinds the exported model is an expert for (written into its metadata); [] = general.
+    kinds: list[str] = field(default_factory=list)
 
 
 @dataclass

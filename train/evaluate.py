@@ -95,7 +95,8 @@ def evaluate_dates(reader: OnnxReader, root: Path) -> dict:
 
 def evaluate_dates_with_grammar(model: Path, root: Path, threads: int) -> dict:
     """The same date crops read as the runtime reads a `date` field: the date grammar, with the
-    CRNN alone (`off`) and with the PP-OCRv5 second opinion (`always`). Scored on the ISO date."""
+    CRNN alone (`off`), the date expert in its place (`off_expert`), and the expert with the
+    PP-OCRv5 second opinion (`always_expert`, the default). Scored on the ISO date."""
     from formreader.fields import parse_date
     from formreader.recognize.ensemble import load_reader
     from formreader.recognize.predictor import RecognizerSettings
@@ -103,14 +104,14 @@ def evaluate_dates_with_grammar(model: Path, root: Path, threads: int) -> dict:
     images, truths = date_crops(root)
     iso = [parse_date(t)[0] for t in truths]
     report = {}
-    for mode in ("off", "always"):
-        reader = load_reader(model, RecognizerSettings(device="cpu", threads=threads, second_opinion=mode))
+    for mode, experts, key in (("off", "none", "off"), ("off", "bundled", "off_expert"), ("always", "bundled", "always_expert")):
+        reader = load_reader(model, RecognizerSettings(device="cpu", threads=threads, second_opinion=mode, experts=experts))
         start = time.perf_counter()
         readings, _ = reader.predict(images, ["date"] * len(images))
         seconds = time.perf_counter() - start
         preds = [parse_date(r.text)[0] for r in readings]
-        report[f"grammar_{mode}"] = {**asdict(score(preds, iso)), "crops_per_s": round(len(images) / seconds, 1),
-                                     "samples": [(t, r.raw, r.text) for t, p, r in zip(iso, preds, readings) if t != p][:10]}
+        report[f"grammar_{key}"] = {**asdict(score(preds, iso)), "crops_per_s": round(len(images) / seconds, 1),
+                                    "samples": [(t, r.raw, r.text) for t, p, r in zip(iso, preds, readings) if t != p][:10]}
     return report
 
 

@@ -113,7 +113,7 @@ def keras_weights(model) -> dict:
 
 
 def model_spec(cfg: ModelConfig) -> ModelSpec:
-    return ModelSpec(alphabet=cfg.alphabet, input=InputSpec(height=cfg.height, width=cfg.width))
+    return ModelSpec(alphabet=cfg.alphabet, input=InputSpec(height=cfg.height, width=cfg.width), kinds=tuple(cfg.kinds))
 
 
 def write_onnx(cfg: ModelConfig, weights: dict, path: Path) -> Path:

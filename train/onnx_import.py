@@ -56,7 +56,7 @@ def config_from_onnx(path: Path, dropout: float = 0.2) -> ModelConfig:
     return ModelConfig(
         height=spec.input.height, width=spec.input.width, alphabet=spec.alphabet, conv_blocks=blocks,
         proj_units=int(weights["proj_w"].shape[1]), lstm_units=[int(weights[f"lstm{i}_R"].shape[2]) for i in lstms],
-        dropout=dropout,
+        dropout=dropout, kinds=list(spec.kinds),
     )
 
 

@@ -10,6 +10,7 @@ same one `formreader synth` uses; this module adds what is specific to training 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,6 +25,7 @@ NEIGHBOUR_WORDS = [
     "DATE DE NAISSANCE", "CODE RNE/UAI", "CLASSE", "PRENOM", "NOM", "SEXE", "NE(E) LE",
     "ADRESSE", "CLASSE : 4ème", "Signature", "TELEPHONE", "ETABLISSEMENT", "COMMUNE",
 ]
+FIRST_DAY, LAST_DAY = date(1930, 1, 1).toordinal(), date(2025, 12, 31).toordinal()  # dates drawn for training
 DATE_SEPARATORS = ["/", "/", "/", ".", "-", " "]
 
 
@@ -57,9 +59,10 @@ class Synthesizer:
 
     @staticmethod
     def random_date(rng: np.random.Generator) -> tuple[str, str, str]:
-        day, month = int(rng.integers(1, 29)), int(rng.integers(1, 13))
-        year = int(rng.integers(1930, 2026))
-        return f"{day:02d}", f"{month:02d}", f"{year:04d}"
+        # Any calendar day: drawing days 1-28 only taught the model that a day never starts
+        # with 3 (30 and 31 came out as 20, 21 or 230).
+        day = date.fromordinal(int(rng.integers(FIRST_DAY, LAST_DAY + 1)))
+        return f"{day.day:02d}", f"{day.month:02d}", f"{day.year:04d}"
 
     # ---- printed and cut-off layers around the handwriting ---------------------------
     def _render_prefix(self, rng: np.random.Generator, canvas: Image.Image, text: str) -> int:

@@ -45,6 +45,9 @@ class RecognizerSettings:
     lexicon: Path | None = None  # names list (CSV with a NAME column, or one name a line)
     second_opinion: str = "always"  # off | cascade | always: when PP-OCRv5 also reads (recognize/ensemble.py)
     cascade_below: float = 0.9  # cascade: crops whose CRNN confidence is below this get the second opinion
+    # Field experts read next to the CRNN on the field kinds their files name (recognize/ensemble.py):
+    # "bundled" (the date expert), "none", or model files separated by commas.
+    experts: str = "bundled"
 
 
 class Model(Protocol):
@@ -102,11 +105,15 @@ class CTCPostProcessor:
 
 
 class Predictor:
-    def __init__(self, pre_processor: Callable, model: Model, post_processor: Callable, batch_size: int = 64):
+    """`kinds`: the field kinds this model is an expert for (from its file); empty: any field."""
+
+    def __init__(self, pre_processor: Callable, model: Model, post_processor: Callable, batch_size: int = 64,
+                 kinds: tuple[str, ...] = ()):
         self.pre_processor = pre_processor
         self.model = model
         self.post_processor = post_processor
         self.batch_size = max(1, batch_size)
+        self.kinds = kinds
 
     def __call__(self, crops: list[np.ndarray]) -> list[Reading]:
         return self.predict(crops)[0]
@@ -260,4 +267,5 @@ def load_predictor(model_path: Path | None = None, settings: RecognizerSettings 
         OnnxModel(session),
         CTCPostProcessor(spec.alphabet, make_decoder(spec, settings)),
         settings.batch_size,
+        spec.kinds,
     )

@@ -37,13 +37,18 @@ class ModelSpec:
     format_version: int = FORMAT_VERSION
     blank_index: int = 0
     name: str = "crnn"
+    # The field kinds this model is an expert for (e.g. ("date",): read next to the general model
+    # on date fields only); empty: a general model for every field.
+    kinds: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
         return len(self.alphabet) + 1
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+        raw = asdict(self)
+        raw["kinds"] = list(self.kinds)
+        return json.dumps(raw, ensure_ascii=False, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, source: str = "model") -> "ModelSpec":
@@ -63,6 +68,7 @@ class ModelSpec:
                 format_version=version,
                 blank_index=int(raw.get("blank_index", 0)),
                 name=str(raw.get("name", "crnn")),
+                kinds=tuple(str(k) for k in raw.get("kinds", ())),
             )
         except (KeyError, TypeError) as exc:
             raise ModelSpecError(f"{source}: incomplete {METADATA_KEY} metadata ({exc})") from exc
@@ -76,5 +82,10 @@ class ModelSpec:
             raise ModelSpecError(f"{source}: unknown input layout {self.input.layout!r}")
         if self.blank_index != 0:
             raise ModelSpecError(f"{source}: CTC blank must be class 0, got {self.blank_index}")
+        from formreader.recognize.grammar import KINDS
+
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown:
+            raise ModelSpecError(f"{source}: expert for unknown field kind(s) {', '.join(unknown)} (known: {', '.join(KINDS)})")
         if self.input.height < 8 or self.input.width < 8:
             raise ModelSpecError(f"{source}: input size {self.input.height}x{self.input.width} too small")
