@@ -155,7 +155,7 @@ def _check_report(path: Path, fields: list[str]) -> dict:
     assert 0.0 <= report["overall"]["exact_match"] <= 1.0 and report["overall"]["cer"] >= 0.0
     assert report["throughput"]["crops_per_s"] > 0
     assert "pages_per_s" in report["throughput"]
-    assert set(report["stages"]) - {"ingest", "align", "segment", "recognize", "decode"} <= {"recognize: second opinion"}
+    assert set(report["stages"]) - {"ingest", "align", "segment", "recognize", "decode"} <= {"recognize: second opinion", "recognize: field experts"}
     assert {"ingest", "align", "segment", "recognize", "decode"} <= set(report["stages"])
     assert report["memory"]["peak_rss_mb"] > 0
     for key in ("fields_png", "coverage_png", "errors_html", "items_csv"):
