@@ -66,7 +66,12 @@ def _same(old_sample, new_sample, old_rng, new_rng, what: str) -> None:
 
 
 def test_training_crops_are_unchanged(fonts, digits, tmp_path):
-    old = _old_module("train/synth.py", "old_train_synth", tmp_path).Synthesizer(fonts, NAMES, *digits)
+    old_module = _old_module("train/synth.py", "old_train_synth", tmp_path)
+    # One change since, on purpose: dates are drawn from every calendar day, not days 1-28 only
+    # (the shipped CRNN was trained on the old draw; the date expert on the new one). With the old
+    # code given today's draw, every crop must still come out the same.
+    old_module.Synthesizer.random_date = staticmethod(Synthesizer.random_date)
+    old = old_module.Synthesizer(fonts, NAMES, *digits)
     new = Synthesizer(fonts, NAMES, *digits)
     for seed in range(SEEDS):
         for kind in ("name_crop", "blank_name_crop", "font_date_crop", "mnist_date_crop"):
