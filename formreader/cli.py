@@ -43,7 +43,7 @@ DecoderOpt = Annotated[Optional[str], typer.Option("--decoder", help="greedy (fa
 ReviewOpt = Annotated[Optional[float], typer.Option("--review-threshold", help="Fields below this confidence set needs_review.")]
 SecondOpt = Annotated[Optional[str], typer.Option("--second-opinion", help="When PP-OCRv5 reads next to the CRNN: always (default, most accurate), cascade (only fields the CRNN reads below --cascade-below) or off (CRNN alone, fastest).")]
 ExpertsOpt = Annotated[Optional[str], typer.Option("--experts", help="Field experts read next to the CRNN on the field kinds their model files name: bundled (default: the date expert), none, or ONNX files separated by commas.")]
-LexiconOpt = Annotated[Optional[Path], typer.Option("--lexicon", help="Names list (CSV with NAME column) used as a prior by the beam decoder.", dir_okay=False)]
+LexiconOpt = Annotated[Optional[str], typer.Option("--lexicon", help="Names prior for name fields: bundled (default: INSEE French first names and the 20,000 most frequent surnames), none, or your names list (CSV with a NAME column and optional COUNT, or one name a line).")]
 
 
 def _fail(exc: FormreaderError) -> typer.Exit:

@@ -16,6 +16,7 @@ from formreader.pipeline import PipelineSettings
 from formreader.recognize.predictor import RecognizerSettings
 
 PATH_KEYS = {"template", "model", "lexicon"}
+WORDS = {"lexicon": ("bundled", "none")}  # values of a path setting that are not paths
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Config:
     batch_size: int = RecognizerSettings.batch_size
     decoder: str = "greedy"
     beam_width: int = 10
-    lexicon: Path | None = None
+    lexicon: Path | str = RecognizerSettings.lexicon  # bundled | none | a names list
     second_opinion: str = RecognizerSettings.second_opinion
     cascade_below: float = RecognizerSettings.cascade_below
     experts: str = RecognizerSettings.experts  # bundled | none | model files separated by commas
@@ -65,6 +66,8 @@ class Config:
 def _coerce(name: str, value: Any, source: str) -> Any:
     kind = {f.name: f.type for f in fields(Config)}[name]
     try:
+        if name in WORDS and (value in (None, "") or str(value).strip().lower() in WORDS[name]):
+            return str(value or "none").strip().lower()
         if name in PATH_KEYS:
             return None if value in (None, "") else Path(value)
         if "int" in str(kind):
@@ -92,7 +95,7 @@ def load_config(file: Path | None = None, overrides: dict[str, Any] | None = Non
         for key, value in table.items():
             value = _coerce(key, value, str(file))
             # Paths in a config file are relative to that file, never to the working directory.
-            if key in PATH_KEYS and value is not None and not value.is_absolute():
+            if isinstance(value, Path) and not value.is_absolute():
                 value = (Path(file).resolve().parent / value).resolve()
             values[key] = value
     for key, value in (overrides or {}).items():

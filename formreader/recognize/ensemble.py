@@ -49,6 +49,7 @@ from formreader.recognize import grammar
 from formreader.recognize.decoding import (
     Lexicon,
     batch_log_likelihood,
+    load_lexicon,
     prefix_beam_search,
 )
 from formreader.recognize.predictor import (
@@ -288,7 +289,7 @@ def load_reader(model_path: Path | None = None, settings: RecognizerSettings = R
         from formreader.recognize.ppocr import load_ppocr
 
         second = load_ppocr(settings)
-    lexicon = Lexicon.load(settings.lexicon) if settings.lexicon else None
+    lexicon = load_lexicon(settings.lexicon)
     decoder = "beam" if lexicon is not None else settings.decoder
     return FieldReader(primary, second, settings.second_opinion, settings.cascade_below, decoder,
                        settings.beam_width, lexicon, experts)

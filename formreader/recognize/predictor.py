@@ -42,7 +42,9 @@ class RecognizerSettings:
     batch_size: int = 4
     decoder: str = "greedy"  # greedy | beam
     beam_width: int = 10
-    lexicon: Path | None = None  # names list (CSV with a NAME column, or one name a line)
+    # Names prior on name fields: "bundled" (INSEE French names), "none", or a names list (CSV with
+    # a NAME column and optional COUNT, or one name a line). Any prior switches decoding to beam.
+    lexicon: str | Path | None = "bundled"
     second_opinion: str = "always"  # off | cascade | always: when PP-OCRv5 also reads (recognize/ensemble.py)
     cascade_below: float = 0.9  # cascade: crops whose CRNN confidence is below this get the second opinion
     # Field experts read next to the CRNN on the field kinds their files name (recognize/ensemble.py):
@@ -247,14 +249,14 @@ def _cuda_libraries_load() -> bool:
 
 
 def make_decoder(spec: ModelSpec, settings: RecognizerSettings) -> Callable[[np.ndarray], tuple[str, float]] | None:
-    """None means batched greedy decoding (the fast default)."""
-    if settings.decoder == "greedy" and settings.lexicon is None:
+    """None means batched greedy decoding (the fast default of a bare model)."""
+    from formreader.recognize.decoding import beam_decode, load_lexicon
+
+    lexicon = load_lexicon(settings.lexicon)
+    if settings.decoder == "greedy" and lexicon is None:
         return None
     if settings.decoder not in ("greedy", "beam"):
         raise ModelError(f"unknown decoder {settings.decoder!r} (choose greedy or beam)")
-    from formreader.recognize.decoding import Lexicon, beam_decode
-
-    lexicon = Lexicon.load(settings.lexicon) if settings.lexicon else None
     return lambda probs: beam_decode(probs, spec.alphabet, beam_width=settings.beam_width, lexicon=lexicon)
 
 
