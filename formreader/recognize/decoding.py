@@ -199,14 +199,15 @@ class Lexicon:
         opener = gzip.open if path.suffix == ".gz" else open
         counts: dict[str, int] = defaultdict(int)
         with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-            rows = csv.DictReader(fh)
-            if column not in (rows.fieldnames or []):
+            rows = csv.reader(fh)
+            header = [h.strip() for h in next(rows, [])]
+            if column not in header:
                 raise ValueError(f"{path}: no {column} column")
-            weighted = "COUNT" in rows.fieldnames
+            at, weight_at = header.index(column), header.index("COUNT") if "COUNT" in header else None
             for row in rows:
-                key = " ".join((row[column] or "").upper().split())
+                key = " ".join(row[at].upper().split()) if len(row) > at else ""
                 if key and key not in ("EMPTY", "UNREADABLE"):
-                    counts[key] += max(_count(row["COUNT"]), 1) if weighted else 1
+                    counts[key] += max(_count(row[weight_at]), 1) if weight_at is not None and len(row) > weight_at else 1
         return cls(counts=dict(counts), **kwargs)
 
     @classmethod
