@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -25,7 +26,25 @@ def run_watch(settings: WatchSettings, cfg: Config) -> WatchStats:
     predictor = load_reader(cfg.model, cfg.recognizer())
     stop, abort = threading.Event(), threading.Event()
     with _signals(stop, abort):
-        return WatchDaemon(settings, template, predictor, cfg.pipeline(), stop, abort).run()
+        stats = WatchDaemon(settings, template, predictor, cfg.pipeline(), stop, abort).run()
+    if stats.abandoned:
+        _leave_abandoned_threads()
+    return stats
+
+
+def _leave_abandoned_threads() -> None:
+    """After a stop that abandoned a file mid-read, exit without interpreter teardown.
+
+    The abandoned worker is still inside native code (poppler, OpenCV, onnxruntime); tearing the
+    interpreter down under it can abort the process ("terminate called without an active
+    exception", exit -6, seen once in CI). Everything the daemon owns is closed and flushed by now
+    (ledger, output, moves), so a plain `os._exit(0)` loses nothing.
+    """
+    if any(t.is_alive() and t.daemon and t.name.startswith("prepare") for t in threading.enumerate()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @contextmanager

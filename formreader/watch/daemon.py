@@ -100,6 +100,7 @@ class WatchStats:
     retried: int = 0  # files found in flight from a previous run and processed again
     requeued: int = 0  # failed files that changed afterwards and went back to the inbox
     skipped: int = 0  # FIFOs, devices, sockets, symlinks left alone
+    abandoned: int = 0  # files left mid-read by a stop (their worker thread may still be running)
     busy_seconds: float = 0.0
 
 
@@ -233,6 +234,8 @@ class WatchDaemon:
         is not a crash, so they are neither blamed nor suspected at the next start (a file already
         blamed for earlier crashes keeps that count)."""
         for job in jobs:
+            if job.future is not None and not job.future.done():
+                self.stats.abandoned += 1
             self.ledger.release(job.digest, keep_blame=True)
             self._jobs.pop(job.digest, None)
             log.warning("%s: left in the inbox (%s); it is read at the next start", display(job.path.name), why)
