@@ -121,6 +121,16 @@ def test_product_of_experts_settles_a_disagreement():
     assert alone.predict([np.zeros((10, 10), np.uint8)], ["name"])[0][0].text == "MARTTN"
 
 
+def test_the_names_prior_applies_to_name_fields_only():
+    from formreader.recognize.decoding import Lexicon
+
+    probs = _probs_for(_spelled("MARTIN", {4: {"L": 0.5, "I": 0.45}}))
+    reader = FieldReader(_predictor(probs), second_opinion="off", decoder="beam", lexicon=Lexicon(counts={"MARTIN": 100}))
+    crop = [np.zeros((10, 10), np.uint8)]
+    assert reader.predict(crop, ["name"])[0][0].text == "MARTIN"
+    assert reader.predict(crop, ["text"])[0][0].text == "MARTLN"  # free text is read as written
+
+
 def test_a_closed_list_of_values_wins_over_a_free_reading():
     probs = _probs_for(_spelled("GEME", {0: {"G": 0.6, "6": 0.3}}))
     reader = FieldReader(_predictor(probs), second_opinion="off")

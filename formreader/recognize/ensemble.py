@@ -209,14 +209,14 @@ class FieldReader:
         extra = set()
         for s in scored[:PROPOSE_FROM]:
             extra |= field.proposals(s.text)
-            if self.lexicon is not None and kind in ("name", "text") and s.text and not any(c.isdigit() for c in s.text):
+            if self.lexicon is not None and kind == "name" and s.text and not any(c.isdigit() for c in s.text):
                 extra.update(self.lexicon.neighbours(s.text))
         extra -= {s.text for s in scored}
         if extra:
             scored += self._score(experts, [t for t in extra if self._ids(t) is not None])
         for s in scored:
             s.prior = grammar.log_prior(kind, s.text)
-            if self.lexicon is not None and kind in ("name", "text"):
+            if self.lexicon is not None and kind == "name":
                 # The prior was weighed against one model's log-likelihood (chosen on dev train
                 # with the CRNN alone); two models sum two, so it counts once per model.
                 s.prior += self.lexicon.prior(s.text) * len(experts)
