@@ -182,43 +182,39 @@ class Lexicon:
 
     @classmethod
     def from_names(cls, names, **kwargs) -> "Lexicon":
+        return cls.from_counted(((name, 1) for name in names), **kwargs)
+
+    @classmethod
+    def from_counted(cls, pairs, **kwargs) -> "Lexicon":
+        """(name, count) pairs; a name listed twice adds up; EMPTY/UNREADABLE labels are skipped."""
         counts: dict[str, int] = defaultdict(int)
-        for name in names:
+        for name, count in pairs:
             key = " ".join(str(name).upper().split())
             if key and key not in ("EMPTY", "UNREADABLE"):
-                counts[key] += 1
+                counts[key] += max(count, 1)
         return cls(counts=dict(counts), **kwargs)
 
     @classmethod
     def from_csv(cls, path: str | Path, column: str = "NAME", **kwargs) -> "Lexicon":
         """A CSV with a NAME column: each row counts once, or COUNT times when it has a COUNT column."""
         import csv
-        import gzip
 
-        path = Path(path)
-        opener = gzip.open if path.suffix == ".gz" else open
-        counts: dict[str, int] = defaultdict(int)
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+        with _open_text(path) as fh:
             rows = csv.reader(fh)
             header = [h.strip() for h in next(rows, [])]
             if column not in header:
                 raise ValueError(f"{path}: no {column} column")
-            at, weight_at = header.index(column), header.index("COUNT") if "COUNT" in header else None
-            for row in rows:
-                key = " ".join(row[at].upper().split()) if len(row) > at else ""
-                if key and key not in ("EMPTY", "UNREADABLE"):
-                    counts[key] += max(_count(row[weight_at]), 1) if weight_at is not None and len(row) > weight_at else 1
-        return cls(counts=dict(counts), **kwargs)
+            at = header.index(column)
+            weight_at = header.index("COUNT") if "COUNT" in header else None
+            return cls.from_counted(
+                ((row[at], _count(row[weight_at]) if weight_at is not None and len(row) > weight_at else 1)
+                 for row in rows if len(row) > at), **kwargs)
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> "Lexicon":
         """A CSV with a NAME column (names.csv; optionally COUNT), or a plain list with one name a
         line; gzip-compressed when the name ends in .gz."""
-        import gzip
-
-        path = Path(path)
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:
+        with _open_text(path) as fh:
             header = fh.readline().strip().lstrip("\ufeff")
             if header.split(",")[0].strip().upper() != "NAME":
                 return cls.from_names([header, *fh.read().splitlines()], **kwargs)
@@ -268,6 +264,14 @@ def lexicon_file(value: str | Path | None) -> Path | None:
 def load_lexicon(value: str | Path | None) -> Lexicon | None:
     file = lexicon_file(value)
     return Lexicon.load(file) if file is not None else None
+
+
+def _open_text(path: str | Path):
+    """A text file for reading, gunzipped when its name ends in .gz."""
+    import gzip
+
+    path = Path(path)
+    return gzip.open(path, "rt", encoding="utf-8-sig", newline="") if path.suffix == ".gz" else path.open(encoding="utf-8-sig", newline="")
 
 
 def _count(text: str | None) -> int:
