@@ -29,7 +29,9 @@ class Config:
     batch_size: int = RecognizerSettings.batch_size
     decoder: str = "greedy"
     beam_width: int = 10
-    lexicon: Path | str = RecognizerSettings.lexicon  # bundled | none | a names list
+    # bundled | none | a names list. The names prior is an application default, not a model one:
+    # a bare `load_predictor` reads without it (RecognizerSettings.lexicon is None).
+    lexicon: Path | str = "bundled"
     second_opinion: str = RecognizerSettings.second_opinion
     cascade_below: float = RecognizerSettings.cascade_below
     experts: str = RecognizerSettings.experts  # bundled | none | model files separated by commas
@@ -97,11 +99,21 @@ def load_config(file: Path | None = None, overrides: dict[str, Any] | None = Non
             # Paths in a config file are relative to that file, never to the working directory.
             if isinstance(value, Path) and not value.is_absolute():
                 value = (Path(file).resolve().parent / value).resolve()
+            if key == "experts":
+                value = _files_beside(value, Path(file))
             values[key] = value
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _coerce(key, value, "command line")
     return validate(dataclasses.replace(Config(), **values))
+
+
+def _files_beside(experts: str, file: Path) -> str:
+    """The `experts` setting of a config file: its model files relative to that file."""
+    if experts.strip() in ("bundled", "none", ""):
+        return experts
+    base = file.resolve().parent
+    return ",".join(str((base / p.strip()).resolve()) for p in experts.split(",") if p.strip())
 
 
 MAX_THREADS_PER_CORE = 4  # --threads / workers above 4 x cores only thrash (10000 threads hung the machine)

@@ -42,9 +42,10 @@ class RecognizerSettings:
     batch_size: int = 4
     decoder: str = "greedy"  # greedy | beam
     beam_width: int = 10
-    # Names prior on name fields: "bundled" (INSEE French names), "none", or a names list (CSV with
-    # a NAME column and optional COUNT, or one name a line). Any prior switches decoding to beam.
-    lexicon: str | Path | None = "bundled"
+    # Names prior on name fields: "bundled" (INSEE French names), "none"/None, or a names list (CSV
+    # with a NAME column and optional COUNT, or one name a line). Any prior switches decoding to
+    # beam. None here: a bare model reads as it is; the application default is "bundled" (config.py).
+    lexicon: str | Path | None = None
     second_opinion: str = "always"  # off | cascade | always: when PP-OCRv5 also reads (recognize/ensemble.py)
     cascade_below: float = 0.9  # cascade: crops whose CRNN confidence is below this get the second opinion
     # Field experts read next to the CRNN on the field kinds their files name (recognize/ensemble.py):
