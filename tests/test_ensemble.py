@@ -287,6 +287,8 @@ def test_second_opinion_setting_precedence(tmp_path: Path):
     toml.write_text('[formreader]\nexperts = "none"\n')
     assert load_config(toml).recognizer().experts == "none"
     assert load_config(toml, {"experts": "bundled"}).recognizer().experts == "bundled"
+    toml.write_text('[formreader]\nexperts = "models/dates.onnx, /abs/other.onnx"\n')  # relative to the file
+    assert load_config(toml).experts == f"{(tmp_path / 'models' / 'dates.onnx').resolve()},/abs/other.onnx"
 
 
 def test_cli_switches_the_second_opinion_off(tmp_path: Path, tiny_model: Path, monkeypatch):

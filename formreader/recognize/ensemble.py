@@ -280,9 +280,10 @@ def load_reader(model_path: Path | None = None, settings: RecognizerSettings = R
     if primary.kinds:
         raise ModelError(f"{model_path}: an expert for {', '.join(primary.kinds)} fields, not a general model "
                          "(give it as a field expert: --experts)")
-    experts = [load_predictor(path, replace(settings, decoder="greedy", lexicon=None)) for path in expert_paths(settings.experts)]
-    for path, expert in zip(expert_paths(settings.experts), experts):
-        if not expert.kinds:
+    experts = []
+    for path in expert_paths(settings.experts):
+        experts.append(load_predictor(path, replace(settings, decoder="greedy", lexicon=None)))
+        if not experts[-1].kinds:
             raise ModelError(f"{path}: a general model, not a field expert (its metadata names no field kinds)")
     second = None
     if settings.second_opinion != "off":
