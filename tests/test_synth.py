@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,6 +23,7 @@ from formreader.synth.handwriting import (
     CropNames,
     Digits,
     clean_name_crop,
+    holds_other_lines,
     write_digits,
 )
 from formreader.synth.scan import PRESETS, draw_params, simulate_scan
@@ -88,17 +90,29 @@ def test_kaggle_crops_lose_their_printed_prefix(shared_dir):
     names = CropNames.load(shared_dir / "data/kaggle-names/dev", "val")
     labels = pd.read_csv(shared_dir / "data/kaggle-names/dev/labels.csv", dtype=str, keep_default_na=False)
     val = set(labels.loc[labels.SPLIT == "val", "IDENTITY"].str.upper())
-    assert 250 <= len(names.inks) <= 300 and {i.text for i in names.inks} <= val
+    assert 220 <= len(names.inks) <= 260 and {i.text for i in names.inks} <= val
+    assert names.excluded >= 50  # crops holding a neighbouring printed line of their form
+    pezot = cv2.imread(str(shared_dir / "data/kaggle-names/dev/images/VALIDATION_0409.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert holds_other_lines(pezot)  # "CODE RNE / UAI : 0908585" over "NOM : PEZOT"; the trim kept the code
     # A crop made of "NOM :" then a name: the cleaned ink starts right of the colon.
     img = np.full((40, 300), 255, np.uint8)
-    import cv2
-
     cv2.putText(img, "NOM", (4, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 0, 2)
     cv2.rectangle(img, (52, 14), (55, 17), 0, -1)
     cv2.rectangle(img, (52, 24), (55, 27), 0, -1)
     cv2.putText(img, "PAUL", (150, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 0, 2)
     cleaned = clean_name_crop(img)
     assert cleaned is not None and cleaned.shape[1] < 100  # only PAUL is left
+
+
+def test_a_crop_whose_printed_line_outgrows_the_writing_is_not_pasted():
+    crop = np.full((36, 300), 255, np.uint8)
+    cv2.putText(crop, "CODE 0908585", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 0, 2)  # printed, cut at the top
+    cv2.putText(crop, "PEZOT", (90, 33), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1)
+    assert holds_other_lines(crop)
+    foot = np.full((36, 300), 255, np.uint8)
+    cv2.line(foot, (10, 1), (250, 1), 0, 2)  # the cut-off foot of the line above
+    cv2.putText(foot, "PEZOT", (90, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 0, 2)
+    assert not holds_other_lines(foot) and clean_name_crop(foot).shape[0] < 30
 
 
 def test_plan_mixes_formats_and_pdf_page_counts():

@@ -77,13 +77,29 @@ def trim(gray: np.ndarray) -> np.ndarray | None:
 
 def clean_name_crop(gray: np.ndarray) -> np.ndarray | None:
     """Cut the printed prefix (`NOM :`) off a name crop and trim it to the handwriting."""
-    end = find_prefix_end(gray)
-    if end is not None:
-        gray = gray[:, end + 1 :]
+    gray = _without_prefix(gray)
     if gray.size == 0:
         return None
     trimmed = trim(gray)
     return None if trimmed is None else paperize(trimmed)
+
+
+def holds_other_lines(gray: np.ndarray) -> bool:
+    """Whether a name crop, once its printed prefix is cut, holds another line of text at least
+    half as tall as its tallest (the cut-off foot of a line above is smaller, and the trim drops it).
+
+    Asked of the crop before it is trimmed: the trim keeps the tallest line, which may be the
+    printed one ("CODE RNE / UAI : 0908585" over a smaller handwritten "PEZOT")."""
+    cut = _without_prefix(gray)
+    if cut.size == 0:
+        return False
+    heights = [y1 - y0 for y0, y1 in text_lines(cut)]
+    return sum(h >= max(heights) / 2 for h in heights) > 1
+
+
+def _without_prefix(gray: np.ndarray) -> np.ndarray:
+    end = find_prefix_end(gray)
+    return gray if end is None else gray[:, end + 1 :]
 
 
 @dataclass
@@ -115,8 +131,8 @@ class CropNames:
                 continue  # blanks are made on purpose by the filler; unreadable has no truth
             gray = cv2.imread(str(Path(folder) / "images" / name), cv2.IMREAD_GRAYSCALE)
             cleaned = clean_name_crop(gray) if gray is not None else None
-            if cleaned is not None and len(text_lines(cleaned)) > 1:
-                excluded += 1
+            if cleaned is not None and (holds_other_lines(gray) or len(text_lines(cleaned)) > 1):
+                excluded += 1  # a printed line kept in the writing's place, or beside it
             elif cleaned is not None:
                 inks.append(Ink(cleaned, identity.strip().upper()))
         if not inks:
