@@ -141,7 +141,7 @@ def scan(
 @app.command()
 def read(
     inputs: Annotated[list[Path], typer.Argument(help="Field crop images or folders of them.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV (file,text,confidence).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV (file,text,confidence,needs_review,error).")],
     config: ConfigOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -152,8 +152,13 @@ def read(
     second_opinion: SecondOpt = None,
     experts: ExpertsOpt = None,
     kind: Annotated[str, typer.Option(help="name (letters, upper-case), text (free), date (ISO YYYY-MM-DD), digits, or raw (as recognized).")] = "name",
+    review_threshold: ReviewOpt = None,
 ) -> None:
     """Read a folder of single-field crops (no template); printed prefixes such as `NOM :` are stripped.
+
+    A crop that also holds a neighbouring line of its form, and makes no sense read whole, is read
+    again line by line. needs_review is set as on forms: an invalid value, or a confidence below
+    --review-threshold.
 
     Example:
 
@@ -162,7 +167,7 @@ def read(
     from formreader.commands.read import run_read
 
     with _exit_codes():
-        cfg = _config(config, model=model, device=device, threads=threads, batch_size=batch_size, decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, experts=experts)
+        cfg = _config(config, model=model, device=device, threads=threads, batch_size=batch_size, decoder=decoder, lexicon=lexicon, second_opinion=second_opinion, experts=experts, review_threshold=review_threshold)
         failed = run_read(inputs, out, cfg, kind, console=err)
     raise typer.Exit(EXIT_FAILED_ITEMS if failed else EXIT_OK)
 

@@ -120,9 +120,18 @@ def test_read_crops(tmp_path: Path, tiny_model: Path):
     result = runner.invoke(app, ["read", str(tmp_path), "--out", str(out), "--model", str(tiny_model)])
     assert result.exit_code == 1, result.output
     df = pd.read_csv(out, keep_default_na=False).set_index("file")
-    assert list(df.columns) == ["text", "confidence", "error"]
+    assert list(df.columns) == ["text", "confidence", "needs_review", "error"]
     assert df.loc[str(tmp_path / "blank.png"), "text"] == "" and df.loc[str(tmp_path / "blank.png"), "confidence"] == 1.0
-    assert "empty file" in df.loc[str(tmp_path / "bad.jpg"), "error"]
+    assert not df.loc[str(tmp_path / "blank.png"), "needs_review"]
+    assert "empty file" in df.loc[str(tmp_path / "bad.jpg"), "error"] and df.loc[str(tmp_path / "bad.jpg"), "needs_review"]
+    written = df.loc[str(tmp_path / "c1.png")]
+    assert written["needs_review"] == (written["confidence"] < 0.995)  # the default review threshold
+    # --review-threshold 0 accepts every readable crop; 1.0 sends every non-blank one to review
+    for threshold, expected in (("0", False), ("1.0", True)):
+        again = runner.invoke(app, ["read", str(tmp_path / "c1.png"), "--out", str(out), "--model", str(tiny_model),
+                                    "--review-threshold", threshold])
+        assert again.exit_code == 0 and "need review" in again.output, again.output
+        assert bool(pd.read_csv(out)["needs_review"].iloc[0]) is expected
 
 
 def test_process_file_is_a_plain_function_of_file_template_and_model(tmp_path: Path, tiny_model: Path):

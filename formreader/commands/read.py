@@ -1,4 +1,7 @@
-"""`formreader read`: a folder of single-field crops (no template) -> file,text,confidence."""
+"""`formreader read`: a folder of single-field crops (no template) -> file,text,confidence,needs_review.
+
+A crop needs review as a form's field does: its value is invalid for its kind, or its confidence
+is below `review_threshold`, or the file could not be read."""
 
 from __future__ import annotations
 
@@ -31,24 +34,27 @@ def run_read(inputs: list[Path], out: Path, cfg: Config, kind: str = "name", con
     start = time.perf_counter()
     with console.status("reading crops") as status:
         for i in range(0, len(files), CHUNK):
-            rows.extend(_read_chunk(files[i : i + CHUNK], predictor, kind))
+            rows.extend(_read_chunk(files[i : i + CHUNK], predictor, kind, cfg.review_threshold))
             status.update(f"reading crops: {len(rows)}/{len(files)}")
     seconds = time.perf_counter() - start
     # Same CSV rules as scan: formula-like cells neutralized, any file name round-trips.
-    atomic_write_text(out, render_rows(rows, "csv", ["file", "text", "confidence", "error"]))
+    atomic_write_text(out, render_rows(rows, "csv", ["file", "text", "confidence", "needs_review", "error"]))
     failed = sum(1 for r in rows if r["error"])
-    console.print(f"{len(rows)} crops read in {seconds:.2f} s ({len(rows) / max(seconds, 1e-9):.0f} crops/s), {failed} failed → {out}")
+    doubtful = sum(1 for r in rows if r["needs_review"] and not r["error"])
+    console.print(f"{len(rows)} crops read in {seconds:.2f} s ({len(rows) / max(seconds, 1e-9):.0f} crops/s), "
+                  f"{doubtful} need review (confidence < {cfg.review_threshold:g} or invalid), {failed} failed → {out}")
     return failed
 
 
-def _read_chunk(files: list[Path], predictor, kind: str) -> list[dict[str, object]]:
+def _read_chunk(files: list[Path], predictor, kind: str, review_threshold: float) -> list[dict[str, object]]:
     images, rows = [], []
     for f in files:
         page = read_pages(f)[0]
-        rows.append({"file": str(f), "text": "", "confidence": 0.0, "error": page.error})
+        rows.append({"file": str(f), "text": "", "confidence": 0.0, "needs_review": True, "error": page.error})
         images.append(page.image)
     ok = [i for i, img in enumerate(images) if img is not None]
     results, _ = read_crops([images[i] for i in ok], predictor, kind)
     for i, result in zip(ok, results):
         rows[i]["text"], rows[i]["confidence"] = result.text, round(result.confidence, 4)
+        rows[i]["needs_review"] = not result.valid or result.confidence < review_threshold
     return rows
