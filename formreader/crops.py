@@ -6,8 +6,9 @@ without asking the recognizer, and the text is normalized for its field kind.
 A crop cut without a template may also hold a neighbouring line of the form (Kaggle crops:
 "CODE RNE / UAI : 0908585" over "NOM : PEZOT", or "PRENOM : INES" over the birth-date line).
 Read whole, such a crop gives a reading nobody believes; read line by line, one line is the
-field's. So a crop read with confidence below `LINE_RETRY_BELOW` that holds several lines of text
-is read again one line at a time, and the surest valid line reading replaces the whole one.
+field's. So a crop read with confidence below `LINE_RETRY_BELOW` that holds several main lines of
+text (`preprocess.main_lines`: not the cut-off foot of a neighbour) is read again one line at a
+time, and the surest valid line reading replaces the whole one.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from __future__ import annotations
 import numpy as np
 
 from formreader.fields import make_field
-from formreader.preprocess import blank_confidence, strip_prefix, text_lines
+from formreader.preprocess import blank_confidence, main_lines, strip_prefix
 from formreader.recognize import grammar as grammars
 from formreader.recognize.ensemble import FieldReader
 from formreader.recognize.predictor import Predictor, Reading
 from formreader.records import FieldResult, Timings
 
-# Dev train: no crop reads below it and holds several lines, so the retry changes nothing there;
-# dev val: 2 of 300 crops (both multi-line crops read whole at confidence < 0.01) read right.
-LINE_RETRY_BELOW = 0.1
+# Below this the models believe nothing they read (the garbage of a crop read across two lines
+# comes out at < 0.001). On the 2,785 unlabelled Kaggle crops where the CRNN and PP-OCR disagree,
+# a retry below 0.1 on every text line changed 56 readings, 26 of them plainly right names turned
+# into the label's line (SOPHIE -> PRENOM), a stray letter from a cut-off foot (LOUIS -> E) or a
+# misspelling; below 0.005 and on main lines only it changed 22, each from garbage (OAOBSBS) to
+# the name's line (VALLET, GDULSKI, POULBOT). Dev train: no change; dev val: MEYER, INES right.
+LINE_RETRY_BELOW = 0.005
 LINE_PAD = 2  # pixels kept above and below a line's ink
 
 
@@ -58,7 +63,7 @@ def _retry_by_line(images: list[np.ndarray], readings: list[Reading], predictor:
     for i, (img, reading) in enumerate(zip(images, readings)):
         if reading.confidence >= LINE_RETRY_BELOW:
             continue
-        bands = text_lines(img)
+        bands = main_lines(img)
         if len(bands) > 1:
             for y0, y1 in bands:
                 lines.append(img[max(0, y0 - LINE_PAD): y1 + LINE_PAD])

@@ -165,6 +165,14 @@ def text_lines(gray: np.ndarray, min_height: int = 5, min_span: float = 0.25) ->
     return lines
 
 
+def main_lines(gray: np.ndarray) -> list[tuple[int, int]]:
+    """The text lines at least half as tall as the tallest: lines of writing or print, not the
+    cut-off foot of a neighbouring line (which reads as a stray letter)."""
+    lines = text_lines(gray)
+    tallest = max((y1 - y0 for y0, y1 in lines), default=0)
+    return [(y0, y1) for y0, y1 in lines if y1 - y0 >= tallest / 2]
+
+
 def normalize_crop(image: np.ndarray, spec: InputSpec = InputSpec()) -> np.ndarray:
     """Gray crop -> float32 (height, width) array ready for the model (no batch/channel axis).
 

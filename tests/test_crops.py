@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from formreader.crops import LINE_RETRY_BELOW, read_crops
-from formreader.preprocess import find_prefix_end
+from formreader.preprocess import find_prefix_end, main_lines, text_lines
 from formreader.recognize.ensemble import load_reader
 from formreader.recognize.predictor import Reading, RecognizerSettings
 from formreader.records import Timings
@@ -71,8 +71,17 @@ def test_a_doubtful_crop_of_two_lines_is_read_line_by_line():
     assert result.text == "PEZOT" and result.confidence == 0.6  # the valid line, not the surer digits
 
 
+def test_the_cut_off_foot_of_a_neighbouring_line_is_not_a_line_to_retry():
+    crop = np.vstack([np.full((8, 300), 255, np.uint8), _two_lines()])
+    cv2.line(crop, (20, 0), (250, 0), 0, 2)  # the foot of a line above, cut by the crop's edge
+    assert len(text_lines(crop)) == 3 and len(main_lines(crop)) == 2
+    reader = _FakeReader(whole_confidence=0.0)
+    read_crops([crop], reader, "name")
+    assert reader.calls == [1, 2]  # the foot is not read as a line of its own
+
+
 def test_a_confident_crop_is_read_once_and_raw_reading_never_retries():
-    sure = _FakeReader(whole_confidence=0.9)
+    sure = _FakeReader(whole_confidence=LINE_RETRY_BELOW * 2)
     (result,), _ = read_crops([_two_lines()], sure, "name")
     assert sure.calls == [1] and result.text == "OAOBS"
     doubtful = _FakeReader(whole_confidence=0.01)

@@ -4,6 +4,7 @@
     python -m formreader.benchmark.recognizers --split train --modes default   # where settings are chosen
     python -m formreader.benchmark.recognizers --modes off,always --limit 100
     python -m formreader.benchmark.recognizers --modes ppocr,always --ppocr-model M.onnx   # another second model
+    python -m formreader.benchmark.recognizers --modes off,default --model runs/X/model.onnx   # another CRNN
 
 Prints, per setting: exact match, CER, crops/s (blank check, preprocessing, models and decoding,
 as `formreader read` does) and its ratio to the CRNN alone, and the share of crops that a review
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cascade-below", type=float, default=0.9)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=None, help="CRNN to use instead of the bundled one (a candidate to ship)")
     parser.add_argument("--ppocr-model", type=Path, default=None,
                         help="second model to use instead of the bundled one (written by `python -m train second-model`)")
     args = parser.parse_args()
@@ -55,7 +57,7 @@ def main() -> None:
     images = [cv2.imread(str(dev / "images" / f), cv2.IMREAD_GRAYSCALE) for f in table["FILENAME"]]
     truth = ["" if t == "EMPTY" else normalize_name(t) for t in table["IDENTITY"]]
     settings = RecognizerSettings(device="cpu", threads=args.threads)
-    crnn, ppocr = load_predictor(None, settings), load_ppocr(settings, model_path=args.ppocr_model)
+    crnn, ppocr = load_predictor(args.model, settings), load_ppocr(settings, model_path=args.ppocr_model)
     lexicon = Lexicon.load(shared_root(None) / "data" / "kaggle-names" / "names.csv")
 
     readers = {

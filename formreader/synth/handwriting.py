@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from formreader.errors import InputError
-from formreader.preprocess import find_prefix_end, ink_bbox, text_lines
+from formreader.preprocess import find_prefix_end, ink_bbox, main_lines, text_lines
 
 # MNIST train images 50000-59999 are reserved for evaluation dates; training uses 0-49999.
 MNIST_RESERVED = slice(50000, 60000)
@@ -91,10 +91,7 @@ def holds_other_lines(gray: np.ndarray) -> bool:
     Asked of the crop before it is trimmed: the trim keeps the tallest line, which may be the
     printed one ("CODE RNE / UAI : 0908585" over a smaller handwritten "PEZOT")."""
     cut = _without_prefix(gray)
-    if cut.size == 0:
-        return False
-    heights = [y1 - y0 for y0, y1 in text_lines(cut)]
-    return sum(h >= max(heights) / 2 for h in heights) > 1
+    return cut.size > 0 and len(main_lines(cut)) > 1
 
 
 def _without_prefix(gray: np.ndarray) -> np.ndarray:
