@@ -22,12 +22,9 @@ from formreader.recognize.ensemble import FieldReader
 from formreader.recognize.predictor import Predictor, Reading
 from formreader.records import FieldResult, Timings
 
-# Below this the models believe nothing they read (the garbage of a crop read across two lines
-# comes out at < 0.001). On the 2,785 unlabelled Kaggle crops where the CRNN and PP-OCR disagree,
-# a retry below 0.1 on every text line changed 56 readings, 26 of them plainly right names turned
-# into the label's line (SOPHIE -> PRENOM), a stray letter from a cut-off foot (LOUIS -> E) or a
-# misspelling; below 0.005 and on main lines only it changed 22, each from garbage (OAOBSBS) to
-# the name's line (VALLET, GDULSKI, POULBOT). Dev train: no change; dev val: MEYER, INES right.
+# Below this the models believe nothing they read (a crop read across two lines: < 0.001).
+# Higher, right but doubtful names lose to the printed label's line (SOPHIE -> PRENOM): 26 such
+# breaks in 2,785 unlabelled crops at 0.1, none seen at 0.005 (MODEL.md has the census).
 LINE_RETRY_BELOW = 0.005
 LINE_PAD = 2  # pixels kept above and below a line's ink
 
