@@ -13,6 +13,7 @@ from typing import Any
 from formreader.align import AlignerSettings
 from formreader.errors import ConfigError
 from formreader.pipeline import PipelineSettings
+from formreader.recognize.ensemble import expert_paths
 from formreader.recognize.predictor import RecognizerSettings
 
 PATH_KEYS = {"template", "model", "lexicon"}
@@ -113,7 +114,7 @@ def _files_beside(experts: str, file: Path) -> str:
     if experts.strip() in ("bundled", "none", ""):
         return experts
     base = file.resolve().parent
-    return ",".join(str((base / p.strip()).resolve()) for p in experts.split(",") if p.strip())
+    return ",".join(str((base / p).resolve()) for p in expert_paths(experts))
 
 
 MAX_THREADS_PER_CORE = 4  # --threads / workers above 4 x cores only thrash (10000 threads hung the machine)

@@ -41,9 +41,10 @@ def read_crops(images: list[np.ndarray], predictor: Predictor | FieldReader, kin
         else:  # a blank field (perhaps just its printed label) reads as ""
             results[i] = FieldResult(name, "", "", blank)
     grammar = "text" if kind == "raw" else kind
-    readings, timings = predictor.predict([images[i] for i in todo], [grammar] * len(todo)) if todo else ([], Timings())
+    crops = [images[i] for i in todo]
+    readings, timings = predictor.predict(crops, [grammar] * len(crops)) if crops else ([], Timings())
     if kind != "raw":
-        readings = _retry_by_line([images[i] for i in todo], readings, predictor, grammar, timings)
+        readings = _retry_by_line(crops, readings, predictor, grammar, timings)
     for i, reading in zip(todo, readings):
         if kind == "raw":
             results[i] = FieldResult(name, reading.text, reading.text, reading.confidence)

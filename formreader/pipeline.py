@@ -144,10 +144,8 @@ def _fill_record(page: PreparedPage, by_crop: dict[int, Reading], settings: Pipe
             reading = by_crop[id(crop)]
             record.fields[crop.name] = make_field(crop.name, crop.kind, reading.text, reading.confidence,
                                                   reading.raw, reading.alternatives)
-    doubtful = [
-        f for f in record.fields.values() if not f.valid or f.confidence < settings.review_threshold
-    ]
-    record.needs_review = bool(record.error) or not record.aligned or bool(doubtful)
+    doubtful = any(f.doubtful(settings.review_threshold) for f in record.fields.values())
+    record.needs_review = bool(record.error) or not record.aligned or doubtful
 
 
 class Scanner:

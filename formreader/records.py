@@ -63,6 +63,10 @@ class FieldResult:
     note: str = ""  # why the value is doubtful (invalid date, ...)
     alternatives: tuple[str, ...] = ()  # runner-up values (normalized), best first
 
+    def doubtful(self, review_threshold: float) -> bool:
+        """Whether a person should look at it: an invalid value, or a confidence below the threshold."""
+        return not self.valid or self.confidence < review_threshold
+
 
 @dataclass
 class PageRecord:

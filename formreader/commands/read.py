@@ -56,5 +56,5 @@ def _read_chunk(files: list[Path], predictor, kind: str, review_threshold: float
     results, _ = read_crops([images[i] for i in ok], predictor, kind)
     for i, result in zip(ok, results):
         rows[i]["text"], rows[i]["confidence"] = result.text, round(result.confidence, 4)
-        rows[i]["needs_review"] = not result.valid or result.confidence < review_threshold
+        rows[i]["needs_review"] = result.doubtful(review_threshold)
     return rows
