@@ -77,11 +77,7 @@ def trim(gray: np.ndarray) -> np.ndarray | None:
 
 def clean_name_crop(gray: np.ndarray) -> np.ndarray | None:
     """Cut the printed prefix (`NOM :`) off a name crop and trim it to the handwriting."""
-    gray = _without_prefix(gray)
-    if gray.size == 0:
-        return None
-    trimmed = trim(gray)
-    return None if trimmed is None else paperize(trimmed)
+    return _trimmed_ink(_without_prefix(gray))
 
 
 def holds_other_lines(gray: np.ndarray) -> bool:
@@ -90,13 +86,23 @@ def holds_other_lines(gray: np.ndarray) -> bool:
 
     Asked of the crop before it is trimmed: the trim keeps the tallest line, which may be the
     printed one ("CODE RNE / UAI : 0908585" over a smaller handwritten "PEZOT")."""
-    cut = _without_prefix(gray)
-    return cut.size > 0 and len(main_lines(cut)) > 1
+    return _holds_other_lines(_without_prefix(gray))
 
 
 def _without_prefix(gray: np.ndarray) -> np.ndarray:
     end = find_prefix_end(gray)
     return gray if end is None else gray[:, end + 1 :]
+
+
+def _trimmed_ink(cut: np.ndarray) -> np.ndarray | None:
+    if cut.size == 0:
+        return None
+    trimmed = trim(cut)
+    return None if trimmed is None else paperize(trimmed)
+
+
+def _holds_other_lines(cut: np.ndarray) -> bool:
+    return cut.size > 0 and len(main_lines(cut)) > 1
 
 
 @dataclass
@@ -127,8 +133,11 @@ class CropNames:
             if identity in ("EMPTY", "UNREADABLE", ""):
                 continue  # blanks are made on purpose by the filler; unreadable has no truth
             gray = cv2.imread(str(Path(folder) / "images" / name), cv2.IMREAD_GRAYSCALE)
-            cleaned = clean_name_crop(gray) if gray is not None else None
-            if cleaned is not None and (holds_other_lines(gray) or len(text_lines(cleaned)) > 1):
+            if gray is None:
+                continue
+            cut = _without_prefix(gray)  # the prefix search runs once for both questions below
+            cleaned = _trimmed_ink(cut)
+            if cleaned is not None and (_holds_other_lines(cut) or len(text_lines(cleaned)) > 1):
                 excluded += 1  # a printed line kept in the writing's place, or beside it
             elif cleaned is not None:
                 inks.append(Ink(cleaned, identity.strip().upper()))
