@@ -65,8 +65,11 @@ def run_synth(
     provenance = {"template": template.name, "names": names, "digits": digits, "blank_rate": blank_rate, "optional_rate": optional_rate}
     excluded = getattr(filler.names, "excluded", None)
     if excluded is not None:  # real crops that still hold printed lines of their own form
-        provenance["name_crops"] = {"used": len(filler.names.inks), "excluded_printed_lines": excluded}
-        console.print(f"name crops: {len(filler.names.inks)} used, {excluded} left out (printed lines of their original form)")
+        mislabelled = filler.names.mislabelled
+        provenance["name_crops"] = {"used": len(filler.names.inks), "excluded_printed_lines": excluded,
+                                    "excluded_known_wrong_labels": mislabelled}
+        console.print(f"name crops: {len(filler.names.inks)} used, {excluded} left out (printed lines of their original form), "
+                      f"{mislabelled} left out (known wrong labels)")
     start = time.perf_counter()
     with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from formreader.benchmark.errata import load_errata
 from formreader.errors import InputError
 from formreader.preprocess import find_prefix_end, ink_bbox, main_lines, text_lines
 
@@ -112,11 +113,13 @@ class CropNames:
     Crops are drawn without replacement (a shuffled cycle), so a set uses every crop before it
     repeats one. Crops that still hold a printed line of their original form (a `NOM` label
     above the writing, the foot of a line cut off above it) are left out: no real field box
-    holds them. They stay in crop-level evaluation, where they are the real domain.
+    holds them. They stay in crop-level evaluation, where they are the real domain. Crops whose
+    label is known to be wrong (`benchmark/errata.py`) are left out too: a form's truth is the label.
     """
 
     inks: list[Ink]
     excluded: int = 0  # crops left out for holding printed lines
+    mislabelled: int = 0  # crops left out for a known wrong label
     _order: list[int] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -128,10 +131,13 @@ class CropNames:
             raise InputError(f"{labels}: cannot read crop labels ({exc})") from exc
         if split and "SPLIT" in table.columns:
             table = table[table["SPLIT"] == split]
-        inks, excluded = [], 0
+        inks, excluded, mislabelled, errata = [], 0, 0, load_errata()
         for name, identity in zip(table["FILENAME"], table["IDENTITY"]):
             if identity in ("EMPTY", "UNREADABLE", ""):
                 continue  # blanks are made on purpose by the filler; unreadable has no truth
+            if (name, identity) in errata:
+                mislabelled += 1
+                continue
             gray = cv2.imread(str(Path(folder) / "images" / name), cv2.IMREAD_GRAYSCALE)
             if gray is None:
                 continue
@@ -143,7 +149,7 @@ class CropNames:
                 inks.append(Ink(cleaned, identity.strip().upper()))
         if not inks:
             raise InputError(f"{folder}: no usable name crops for split {split!r}")
-        return cls(inks, excluded)
+        return cls(inks, excluded, mislabelled)
 
     def sample(self, rng: np.random.Generator, field_name: str = "") -> Ink:
         if not self._order:
