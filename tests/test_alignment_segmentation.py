@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from formreader.align import Aligner
+from formreader.preprocess import FAINT_BLANK_CONFIDENCE
 from formreader.render import template_from_layout
 from formreader.segment import cut_fields
 from formreader.template import Layout, Template
@@ -70,3 +71,19 @@ def test_the_wrong_template_is_flagged():
     fiche = Template.load()
     second = template_from_layout(Layout.from_dict(SECOND_LAYOUT))
     assert not Aligner(second).align(fill(fiche, VALUES)).ok
+
+
+def test_pale_writing_in_a_box_is_sent_to_review_not_called_blank(template: Template):
+    import cv2
+
+    page = fill(template, VALUES)
+    rng = np.random.default_rng(2)
+    page = np.clip(page.astype(float) * 0.88 + rng.normal(0, 3, page.shape), 0, 255).astype(np.uint8)  # grey paper, noise
+    spec = next(f for f in template.layout.fields if f.name not in VALUES)
+    x0, _, _, y1 = template.mm_rect(spec.value_mm, 0.0)
+    pale = page.copy()
+    cv2.putText(pale, "CE2", (x0 + 20, y1 - 12), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 190, 2)  # paper is ~224
+    crops = {c.name: c for c in cut_fields(pale, template)}
+    assert crops[spec.name].blank and crops[spec.name].blank_confidence == FAINT_BLANK_CONFIDENCE
+    untouched = {c.name: c for c in cut_fields(page, template)}
+    assert untouched[spec.name].blank_confidence == 1.0  # noisy grey paper alone stays surely blank
