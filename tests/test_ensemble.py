@@ -131,6 +131,24 @@ def test_the_names_prior_applies_to_name_fields_only():
     assert reader.predict(crop, ["text"])[0][0].text == "MARTLN"  # free text is read as written
 
 
+def test_confidence_is_the_posterior_with_the_names_prior_counted_once():
+    import math
+
+    from formreader.recognize.decoding import Lexicon
+
+    # Two equally likely readings; the names list knows one of them.
+    probs = _probs_for(_spelled("MARTIN", {4: {"L": 0.45, "I": 0.45}}))
+    crop = [np.zeros((10, 10), np.uint8)]
+    plain = FieldReader(_predictor(probs), _predictor(probs), "always", decoder="beam")
+    (even,), _ = plain.predict(crop, ["name"])
+    lexicon = Lexicon(counts={"MARTIN": 100})
+    (known,), _ = FieldReader(_predictor(probs), _predictor(probs), "always", decoder="beam", lexicon=lexicon).predict(crop, ["name"])
+    assert known.text == "MARTIN" and known.confidence > even.confidence
+    # P(MARTIN) / P(MARTLN) = 100 ** weight once, not once per model (the choice counts it twice)
+    odds = known.confidence / (1 - known.confidence)
+    assert odds == pytest.approx(math.exp(lexicon.prior("MARTIN")) * even.confidence / (1 - even.confidence), rel=0.05)
+
+
 def test_a_closed_list_of_values_wins_over_a_free_reading():
     probs = _probs_for(_spelled("GEME", {0: {"G": 0.6, "6": 0.3}}))
     reader = FieldReader(_predictor(probs), second_opinion="off")
