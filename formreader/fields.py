@@ -68,7 +68,10 @@ def normalize_value(kind: str, raw: str) -> tuple[str, bool, str]:
         value = normalize_digits(raw)
         ok = value == raw.replace(" ", "")
         return (value, True, "") if ok else (raw, False, f"not only digits: {raw!r}")
-    return normalize_name(raw), True, ""
+    value = normalize_name(raw)
+    if kind == "name" and any(ch.isdigit() for ch in value):  # no reading without digits was likely
+        return value, False, f"digits in a name: {raw!r}"
+    return value, True, ""
 
 
 def make_field(name: str, kind: str, text: str, confidence: float, raw: str | None = None,

@@ -44,3 +44,9 @@ def test_make_field_dispatches_on_kind():
     bad = make_field("DATE", "date", "31/02/2011", 0.9)
     assert not bad.valid and bad.raw == "31/02/2011"
     assert make_field("NOM", "text", "martin", 0.5).text == "MARTIN"
+
+
+def test_a_name_that_could_only_be_read_with_digits_is_invalid():
+    field = make_field("NOM", "name", "J0HN", 0.999)
+    assert not field.valid and "digits" in field.note and field.doubtful(0.5)
+    assert make_field("CLASSE", "text", "6eme", 0.999).valid  # classes hold digits

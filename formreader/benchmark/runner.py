@@ -138,7 +138,7 @@ def run_crop_set(crop_set: CropSet, predictor: Predictor, review_threshold: floa
                 truth=normalize_truth(crop.truth, "text"),
                 pred=result.text if result else "",
                 confidence=result.confidence if result else 0.0,
-                needs_review=result is None or result.confidence < review_threshold,
+                needs_review=result is None or result.doubtful(review_threshold),
                 crop=crop.path,
                 page_key=crop.path.name,
             ))
