@@ -13,7 +13,7 @@ from formreader.records import FieldResult
 # from the recognizer: their grammar (recognize/grammar.py) rules them out.
 _NAME_JUNK = re.compile(r"[^0-9A-ZÀ-ÖØ-ÞŒŸ' -]")
 _SPACES = re.compile(r"\s+")
-_MARK_RUN = re.compile(r"[ '-]{2,}")  # DENIS--LECLERCQ, JEAN - PIERRE: one mark between two parts
+_MARK_RUN = re.compile(r"[ '-]{2,}")  # JEAN - PIERRE, D 'ARC, DENIS- -LECLERCQ: one mark between two parts
 _DATE_PARTS = re.compile(r"^\s*(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]\s*(\d{2,4})\s*$")
 _DATE_DIGITS = re.compile(r"^\s*(\d{2})(\d{2})(\d{4}|\d{2})\s*$")  # DDMMYYYY, DDMMYY (boxes, no separators)
 MAX_ALTERNATIVES = 5
@@ -21,7 +21,8 @@ MAX_ALTERNATIVES = 5
 
 def normalize_name(raw: str) -> str:
     """Upper-case; letters, digits, space, hyphen and apostrophe only; one mark between parts
-    (a hyphen wins over an apostrophe, which wins over a space)."""
+    (a hyphen wins over an apostrophe, which wins over a space), except that the double hyphen
+    of a French double surname (DENIS--LECLERCQ, as people write it on forms) stays."""
     text = unicodedata.normalize("NFC", raw).upper()
     text = _NAME_JUNK.sub("", text)
     text = _MARK_RUN.sub(_one_mark, _SPACES.sub(" ", text)).strip(" -'")
@@ -30,7 +31,8 @@ def normalize_name(raw: str) -> str:
 
 def _one_mark(run: re.Match) -> str:
     marks = run.group()
-    return "-" if "-" in marks else "'" if "'" in marks else " "
+    hyphens = marks.count("-")
+    return "--" if hyphens > 1 else "-" if hyphens else "'" if "'" in marks else " "
 
 
 def normalize_digits(raw: str) -> str:

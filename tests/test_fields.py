@@ -9,7 +9,8 @@ from formreader.fields import make_field, normalize_name, parse_date
     "raw, expected",
     [("dupont", "DUPONT"), ("  jean  michel ", "JEAN MICHEL"), ("le-gall", "LE-GALL"), ("o'neil", "O'NEIL"),
      ("élodie", "ÉLODIE"), ("MARIE.", "MARIE"), ("-ANNE-", "ANNE"), ("6eme", "6EME"), ("", ""),
-     ("DENIS--LECLERCQ", "DENIS-LECLERCQ"), ("jean - pierre", "JEAN-PIERRE"), ("d 'arc", "D'ARC")],
+     ("DENIS--LECLERCQ", "DENIS--LECLERCQ"), ("DENIS- -LECLERCQ", "DENIS--LECLERCQ"), ("jean - pierre", "JEAN-PIERRE"),
+     ("d 'arc", "D'ARC")],
 )
 def test_names_are_upper_case_and_clean(raw, expected):
     assert normalize_name(raw) == expected
