@@ -87,3 +87,12 @@ def test_pale_writing_in_a_box_is_sent_to_review_not_called_blank(template: Temp
     assert crops[spec.name].blank and crops[spec.name].blank_confidence == FAINT_BLANK_CONFIDENCE
     untouched = {c.name: c for c in cut_fields(page, template)}
     assert untouched[spec.name].blank_confidence == 1.0  # noisy grey paper alone stays surely blank
+
+
+def test_a_blank_form_scanned_badly_stays_surely_blank(template: Template):
+    # The pale-ink check must not send blank boxes to review: JPEG, blur, noise and rotation
+    # leave no stroke 20 levels darker than the paper once the printed ink is erased.
+    scanned = scan(template.blank, PERTURBATIONS["rot-5 scale-8% blur noise jpeg"], seed=0)
+    result = Aligner(template).align(scanned)
+    assert result.ok
+    assert all(c.blank_confidence == 1.0 for c in cut_fields(result, template))
