@@ -262,8 +262,8 @@ class FieldReader:
         return [_Scored(t, tuple(float(m[i]) for m in per_model)) for i, t in enumerate(texts)]
 
     def _choose(self, scored: list[_Scored], field: grammar.Grammar, posterior: bool) -> Reading:
-        """The best valid candidate; confidence is its share of the candidates' combined
-        likelihood (`posterior`), or, for a lone greedy reading, the model's probability of it."""
+        """The best valid candidate; confidence is its posterior among the candidates
+        (`posterior`), or, for a lone greedy reading, the model's probability of it."""
         if not scored:
             return Reading("", 0.0)
         ranked = sorted(scored, key=lambda s: -s.score)
