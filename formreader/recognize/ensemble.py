@@ -111,14 +111,14 @@ def target_alphabet(alphabet: Sequence[str]) -> str:
 class _Scored:
     text: str
     logps: tuple[float, ...]  # per model
-    prior: float = 0.0  # log P(text) before looking at the images: format and names priors
-    name_weight: int = 1  # how many times the names prior counts in the choice (once per model)
-    name_prior: float = 0.0
+    prior: float = 0.0  # the field grammar's log prior (grammar.log_prior)
+    name_prior: float = 0.0  # the names lexicon's log prior (name fields with a lexicon)
 
     @property
     def score(self) -> float:
-        """What the choice ranks by."""
-        return sum(self.logps) + self.prior + self.name_weight * self.name_prior
+        """What the choice ranks by. The names prior was weighed against one model's
+        log-likelihood (chosen on dev train with the CRNN alone), so it counts once per model."""
+        return sum(self.logps) + self.prior + len(self.logps) * self.name_prior
 
     @property
     def belief(self) -> float:
@@ -226,9 +226,7 @@ class FieldReader:
         for s in scored:
             s.prior = grammar.log_prior(kind, s.text)
             if self.lexicon is not None and kind == "name":
-                # The prior was weighed against one model's log-likelihood (chosen on dev train
-                # with the CRNN alone); two models sum two, so it counts once per model.
-                s.name_prior, s.name_weight = self.lexicon.prior(s.text), len(experts)
+                s.name_prior = self.lexicon.prior(s.text)
         return self._choose(scored, field, posterior=len(experts) > 1 or self.decoder != "greedy" or kind in ("date", "digits"))
 
     def _proposed(self, experts: list[np.ndarray], kind: str) -> list[str]:
