@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import date
 
+from formreader.recognize import grammar
 from formreader.records import FieldResult
 
 # Digits stay in free text: a class ("6EME", "CM2") holds them. Name fields never get digits
@@ -71,7 +72,7 @@ def normalize_value(kind: str, raw: str) -> tuple[str, bool, str]:
         ok = value == raw.replace(" ", "")
         return (value, True, "") if ok else (raw, False, f"not only digits: {raw!r}")
     value = normalize_name(raw)
-    if kind == "name" and any(ch.isdigit() for ch in value):  # no reading without digits was likely
+    if kind == "name" and value and not grammar.is_valid(kind, value):  # no valid reading was likely
         return value, False, f"digits in a name: {raw!r}"
     return value, True, ""
 
