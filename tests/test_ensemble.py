@@ -266,6 +266,31 @@ def test_second_model_step_cuts_the_original_to_the_field_alphabet(tmp_path: Pat
         pack_second_model(model, short, tmp_path / "x.onnx", "ABC")
 
 
+def test_second_model_step_looks_through_identity_nodes(tmp_path: Path):
+    # Paddle's newer exports (PP-OCRv6 in the rapidocr wheel) put an Identity between the last
+    # Add and the Softmax; the cut must still find the head, and keep exactly the folding classes.
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from train.second_model import pack_second_model
+
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(8, 6)).astype(np.float32), rng.normal(size=6).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "b"], ["a"]),
+         helper.make_node("Identity", ["a"], ["i"]), helper.make_node("Softmax", ["i"], ["y"], axis=-1)],
+        "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "T", 6])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")])
+    model, vocab, out = tmp_path / "rec.onnx", tmp_path / "dict.txt", tmp_path / "cut.onnx"
+    onnx.save(helper.make_model(graph), str(model))
+    vocab.write_text("a\nB\n中\nc\n", encoding="utf-8")  # classes 1-4, then space (5); 0 is the blank
+    spec = pack_second_model(model, vocab, out, "ABC ")
+    assert spec.alphabet == "aBc "
+    cut = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer}
+    np.testing.assert_array_equal(cut["W"], w[:, [0, 1, 2, 4, 5]])
+    np.testing.assert_array_equal(cut["b"], b[[0, 1, 2, 4, 5]])
+
+
 def test_ensemble_reads_real_name_crops(shared_dir: Path):
     dev = shared_dir / "data" / "kaggle-names" / "dev"
     table = pd.read_csv(dev / "labels.csv", keep_default_na=False)

@@ -43,8 +43,16 @@ def kept_classes(tokens: tuple[str, ...], target: str) -> list[int]:
 def _head(model) -> tuple[object, object]:
     """The weight and bias tensors of the linear layer feeding the graph's Softmax output."""
     producers = {out: node for node in model.graph.node for out in node.output}
-    softmax = producers.get(model.graph.output[0].name)
-    add = producers.get(softmax.input[0]) if softmax is not None and softmax.op_type == "Softmax" else None
+
+    def source(name: str):
+        # Paddle's exporter puts Identity nodes between layers (PP-OCRv6): look through them
+        node = producers.get(name)
+        while node is not None and node.op_type == "Identity":
+            node = producers.get(node.input[0])
+        return node
+
+    softmax = source(model.graph.output[0].name)
+    add = source(softmax.input[0]) if softmax is not None and softmax.op_type == "Softmax" else None
     matmul = next((producers.get(i) for i in add.input if producers.get(i) is not None
                    and producers[i].op_type == "MatMul"), None) if add is not None and add.op_type == "Add" else None
     if matmul is None:
