@@ -227,7 +227,8 @@ class FieldReader:
             s.prior = grammar.log_prior(kind, s.text)
             if self.lexicon is not None and kind == "name":
                 s.name_prior = self.lexicon.prior(s.text)
-        return self._choose(scored, field, posterior=len(experts) > 1 or self.decoder != "greedy" or kind in ("date", "digits"))
+        return self._choose(scored, field, posterior=len(experts) > 1 or self.decoder != "greedy" or kind in ("date", "digits")
+                            or bool(field.choices))
 
     def _proposed(self, experts: list[np.ndarray], kind: str) -> list[str]:
         # Dates and codes always get a beam: the grammar needs runner-ups to choose from
@@ -274,7 +275,11 @@ class FieldReader:
             # right than an unknown string read as surely. Share of crops kept at 98% right,
             # without the names prior / with it: dev train 75% / 78%; dev val 55% / 57% as
             # labelled, 75% / 77% with its known label errors fixed (benchmark/errata.py).
-            total = np.logaddexp.reduce(np.array([s.belief for s in ranked]))
+            # A closed list is scored whole (every choice against the image) and its field holds
+            # nothing else, so the posterior is over the choices: a free reading outside the list
+            # (`SEME` for 5EME, `CEZ` for CE2) is a letter/digit confusion, not a rival value.
+            pool = valid if field.choices and valid else ranked
+            total = np.logaddexp.reduce(np.array([s.belief for s in pool]))
             confidence = math.exp(chosen.belief - total)
         else:
             confidence = math.exp(sum(chosen.logps))
