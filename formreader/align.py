@@ -18,6 +18,7 @@ from formreader.template import Template
 # Registration runs on the page shrunk by a whole factor to about this width: an integer
 # INTER_AREA shrink costs a few ms where a fractional one costs tens, and keeps thin rules visible.
 WORK_WIDTH = 550
+MIN_SIDE = 32  # px at the working resolution: about one ORB patch (31 px); below it nothing can match
 
 
 @dataclass
@@ -80,6 +81,9 @@ class Aligner:
 
     def align(self, page: np.ndarray) -> Alignment:
         k_p = max(1, round(page.shape[1] / self._small_size[0]))
+        if min(page.shape[:2]) < k_p * MIN_SIDE:
+            # ORB's pyramid cannot be built on a sliver (OpenCV 5 raises instead of finding nothing).
+            return Alignment(0.0, False, note=f"page too small to align ({page.shape[1]}x{page.shape[0]} px)")
         small = _shrink(page, k_p)
         kp, des = self._orb(self.settings.features).detectAndCompute(small, None)
         if des is None or self._des_t is None or len(kp) < self.settings.min_inliers:

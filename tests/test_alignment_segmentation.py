@@ -67,6 +67,13 @@ def test_a_different_document_is_flagged(template: Template):
     assert not Aligner(template).align(np.full_like(template.blank, 255)).ok
 
 
+@pytest.mark.parametrize("shape", [(1, 1700), (2, 2400), (1700, 1), (20, 20)])
+def test_a_sliver_of_a_page_is_flagged_not_raised(template: Template, shape: tuple[int, int]):
+    # A damaged PDF can render one row of pixels; ORB cannot build its pyramid on that (OpenCV 5).
+    result = Aligner(template).align(np.full(shape, 255, np.uint8))
+    assert not result.ok and "too small" in result.note
+
+
 def test_the_wrong_template_is_flagged():
     fiche = Template.load()
     second = template_from_layout(Layout.from_dict(SECOND_LAYOUT))
