@@ -64,37 +64,46 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(inbox:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     seed = int(os.environ.get("FORMREADER_RESUME_SEED", time.time_ns() % 100_000))
     rng = random.Random(seed)
-    kills, runs, deadline, at_kill = 0, 0, time.monotonic() + 150, []
-    while time.monotonic() < deadline:
-        runs += 1
-        proc = subprocess.Popen(_command(inbox, out, tiny_model), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 4:
-            # First kill at a random instant (start-up, early pages); later ones a random moment
-            # after the run has recorded another file, so kills land in the middle of the work.
-            before = _journal_lines(out)
-            if kills == 0:
-                time.sleep(rng.uniform(0.2, 3.0))
-            else:
-                while proc.poll() is None and _journal_lines(out) <= before and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                time.sleep(rng.uniform(0.0, 0.05))  # soon after: a fast machine finishes 13 pages quickly
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-                at_kill.append(max(_journal_lines(out) - 1, 0))
-        _, err = proc.communicate(timeout=120)
-        if proc.returncode != -signal.SIGKILL:
-            break
-    assert proc.returncode == 1, err.decode(errors="replace")  # finished: broken.pdf's row, exit 1
-    assert kills >= 3, f"seed {seed}: only {kills} kills landed"
-    assert out.read_bytes() == reference.read_bytes(), f"seed {seed}"
-    assert not journal_path(out).exists()  # removed once the output holds every row
+    kills, runs, rounds, deadline, at_kill = 0, 0, 0, time.monotonic() + 150, []
+    # Rounds: kill and resume until a run finishes, check its output, and start a fresh round while
+    # fewer than three kills have landed in all (a fast machine can finish the last pages of a round
+    # before the next kill; every kill counted is one whose resumed output was checked).
+    while kills < 3 and time.monotonic() < deadline:
+        rounds += 1
+        out.unlink(missing_ok=True)
+        journal_path(out).unlink(missing_ok=True)
+        in_round = 0
+        while time.monotonic() < deadline:
+            runs += 1
+            proc = subprocess.Popen(_command(inbox, out, tiny_model), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if in_round < 4:
+                # First kill at a random instant (start-up, early pages); later ones a random moment
+                # after the run has recorded another file, so kills land in the middle of the work.
+                before = _journal_lines(out)
+                if in_round == 0:
+                    time.sleep(rng.uniform(0.2, 3.0))
+                else:
+                    while proc.poll() is None and _journal_lines(out) <= before and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    time.sleep(rng.uniform(0.0, 0.05))  # soon after: a fast machine finishes 13 pages quickly
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    in_round += 1
+                    at_kill.append(max(_journal_lines(out) - 1, 0))
+            _, err = proc.communicate(timeout=120)
+            if proc.returncode != -signal.SIGKILL:
+                break
+        assert proc.returncode == 1, err.decode(errors="replace")  # finished: broken.pdf's row, exit 1
+        assert out.read_bytes() == reference.read_bytes(), f"seed {seed}, round {rounds}"
+        assert not journal_path(out).exists()  # removed once the output holds every row
+        kills += in_round
+    assert kills >= 3, f"seed {seed}: only {kills} kills landed in {rounds} rounds"
     with open(out, newline="", encoding="utf-8") as fh:
         import csv
 
         keys = [(Path(r["file"]).name, int(r["page"])) for r in csv.DictReader(fh)]
     assert len(keys) == len(set(keys)) == PAGES
-    print(f"\nresume: seed {seed}, {runs} runs, {kills} kills (files in the journal at each: {at_kill}), {len(keys)} pages, "
+    print(f"\nresume: seed {seed}, {rounds} rounds, {runs} runs, {kills} kills (files in the journal at each: {at_kill}), {len(keys)} pages, "
           f"{len(keys) - len(set(keys))} duplicates, {PAGES - len(set(keys))} missing")
 
 
