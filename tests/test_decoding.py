@@ -8,7 +8,16 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from formreader.recognize.decoding import Lexicon, beam_decode, ctc_log_likelihood, greedy_decode, prefix_beam_search
+from formreader.recognize.decoding import (
+    Lexicon,
+    beam_decode,
+    ctc_log_likelihood,
+    greedy_decode,
+    log_likelihoods,
+    log_probs,
+    prefix_beam_search,
+    stack_log_probs,
+)
 
 ALPHABET = "ABCDEILMNORTU"
 
@@ -57,6 +66,21 @@ def test_ctc_likelihood_matches_brute_force(seed):
     probs = _random_probs(5, 4, seed)
     for labels, p in _brute_force(probs).items():
         assert np.exp(ctc_log_likelihood(probs, list(labels))) == pytest.approx(p, rel=1e-9, abs=1e-12)
+
+
+def test_every_labelling_of_several_crops_is_scored_in_one_pass():
+    # Crops of different lengths (a second model may have fewer steps): each labelling's
+    # likelihood is its own crop's, exactly as summed over every path.
+    crops = [_random_probs(5, 4, 3), _random_probs(4, 4, 4), _random_probs(3, 4, 5)]
+    owners, labels, expected = [], [], []
+    for k, probs in enumerate(crops):
+        for labelling, p in _brute_force(probs).items():
+            owners.append(k)
+            labels.append(list(labelling))
+            expected.append(p)
+    got = np.exp(log_likelihoods(stack_log_probs([log_probs(p) for p in crops]), np.array(owners), labels))
+    assert len(got) == len(expected) > 50
+    assert got == pytest.approx(np.array(expected), rel=1e-9, abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

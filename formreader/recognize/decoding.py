@@ -48,32 +48,64 @@ def _collapse(path: np.ndarray, blank: int) -> list[int]:
 
 
 def batch_log_likelihood(probs: np.ndarray, labels: list[list[int]], blank: int = 0) -> np.ndarray:
-    """log P(labels[n] | probs[n]) for a batch, by the CTC forward algorithm run on all at once.
+    """log P(labels[n] | probs[n]) for a batch of (N, T, C) probabilities: see `log_likelihoods`."""
+    return log_likelihoods(log_probs(probs), np.arange(len(labels)), labels, blank)
 
-    Vectorized over the batch: a per-crop loop costs more in numpy overhead than the model.
+
+def log_probs(probs: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(probs, 1e-30, 1.0))
+
+
+def stack_log_probs(logps: list[np.ndarray], blank: int = 0) -> np.ndarray:
+    """(T, C) log-probabilities of several crops as one (K, T, C) array for `log_likelihoods`.
+    Crops with fewer steps get trailing steps that surely emit the blank, which leaves every
+    labelling's likelihood exactly as it was."""
+    steps = max(lp.shape[0] for lp in logps)
+    if all(lp.shape[0] == steps for lp in logps):
+        return np.stack(logps)
+    pad = np.full((steps, logps[0].shape[1]), NEG_INF, logps[0].dtype)
+    pad[:, blank] = 0.0
+    return np.stack([np.concatenate([lp, pad[: steps - lp.shape[0]]]) for lp in logps])
+
+
+def log_likelihoods(logp: np.ndarray, owners: np.ndarray, labels: list[list[int]], blank: int = 0) -> np.ndarray:
+    """log P(labels[n] | crop owners[n]) by the CTC forward algorithm, run on all labellings at once.
+
+    `logp` is (K, T, C) log-probabilities of K crops; many labellings usually share a crop (every
+    candidate reading of a field), so each crop's logarithm is taken once. Vectorized over the
+    labellings: the forward pass costs numpy overhead per step, not per labelling, so a page's
+    (or a batch's) candidates are scored together.
     """
-    n, steps, _ = probs.shape
-    width = 2 * max((len(ids) for ids in labels), default=0) + 1
+    n = len(labels)
+    if n == 0:
+        return np.zeros(0)
+    steps = logp.shape[1]
+    width = 2 * max(len(ids) for ids in labels) + 1
     ext = np.full((n, width), blank, np.int64)
     for i, ids in enumerate(labels):
         ext[i, 1 : 2 * len(ids) : 2] = ids
-    logp = np.log(np.clip(probs, 1e-30, 1.0))
-    emit = np.take_along_axis(logp, np.broadcast_to(ext[:, None, :], (n, steps, width)), axis=2)
-    skip = np.zeros((n, width), bool)
-    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    owners = np.asarray(owners)
+    # (T, N, W): step t's emissions of every labelling's states, one contiguous block
+    emit = logp[owners[None, :, None], np.arange(steps)[:, None, None], ext[None, :, :]]
+    # Skipping a blank is allowed only between two different symbols: 0 where allowed, else -inf.
+    skip = np.where((ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2]), 0.0, NEG_INF)
     alpha = np.full((n, width), NEG_INF)
-    alpha[:, 0] = emit[:, 0, 0]
+    alpha[:, 0] = emit[0, :, 0]
     if width > 1:
-        alpha[:, 1] = emit[:, 0, 1]
+        alpha[:, 1] = emit[0, :, 1]
+    nxt, jump = np.empty_like(alpha), np.empty_like(skip)
     for t in range(1, steps):
-        a1 = np.full_like(alpha, NEG_INF)
-        a1[:, 1:] = alpha[:, :-1]
-        a2 = np.full_like(alpha, NEG_INF)
-        a2[:, 2:] = np.where(skip[:, 2:], alpha[:, :-2], NEG_INF)
-        alpha = np.logaddexp(np.logaddexp(alpha, a1), a2) + emit[:, t]
+        nxt[:, 0] = alpha[:, 0]
+        np.logaddexp(alpha[:, 1:], alpha[:, :-1], out=nxt[:, 1:])
+        if width > 2:
+            np.add(alpha[:, :-2], skip, out=jump)
+            np.logaddexp(nxt[:, 2:], jump, out=nxt[:, 2:])
+        nxt += emit[t]
+        alpha, nxt = nxt, alpha
     ends = np.array([2 * len(ids) for ids in labels])
-    last = alpha[np.arange(n), ends]
-    before = np.where(ends > 0, alpha[np.arange(n), np.maximum(ends - 1, 0)], NEG_INF)
+    rows = np.arange(n)
+    last = alpha[rows, ends]
+    before = np.where(ends > 0, alpha[rows, np.maximum(ends - 1, 0)], NEG_INF)
     return np.logaddexp(last, before)
 
 
@@ -89,13 +121,14 @@ def prefix_beam_search(
     probs: np.ndarray, beam_width: int = 10, blank: int = 0, prune: float = 1e-3
 ) -> list[tuple[tuple[int, ...], float]]:
     """CTC prefix beam search; returns [(class ids, log P(labelling))] best first."""
-    logp = np.log(np.clip(probs, 1e-30, 1.0))
+    logp = log_probs(probs)
     above = probs >= prune
     # Steps where only the blank survives pruning (most steps) just add its log-probability to
     # every beam and end each in a blank: a run of them is one addition, not a loop over beams.
     blank_only = above[:, blank] & (above.sum(axis=1) == 1)
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # prefix -> (blank, non-blank)
     t, steps = 0, logp.shape[0]
+    rows = logp.tolist()
     while t < steps:
         if blank_only[t]:
             end = t
@@ -105,59 +138,39 @@ def prefix_beam_search(
             beams = {k: (_logsumexp(pb, pnb) + shift, NEG_INF) for k, (pb, pnb) in beams.items()}
             t = end
             continue
-        beams = _extend(beams, logp[t], np.flatnonzero(above[t]), beam_width, blank)
+        beams = _extend(beams, rows[t], np.flatnonzero(above[t]).tolist(), beam_width, blank)
         t += 1
     result = [(k, _logsumexp(*v)) for k, v in beams.items()]
     return sorted(result, key=lambda kv: -kv[1])
 
 
-def _extend(beams: dict[tuple[int, ...], tuple[float, float]], row: np.ndarray, candidates: np.ndarray,
+def _extend(beams: dict[tuple[int, ...], tuple[float, float]], row: list[float], candidates: list[int],
             beam_width: int, blank: int) -> dict[tuple[int, ...], tuple[float, float]]:
-    """One step of the prefix beam search over the classes that survived pruning."""
-    nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
+    """One step of the prefix beam search over the classes that survived pruning (plain Python
+    floats and ints: this loop runs for every beam, step and class, where numpy scalars cost)."""
+    nxt: dict[tuple[int, ...], list[float]] = {}
     for prefix, (pb, pnb) in beams.items():
         total = _logsumexp(pb, pnb)
         last = prefix[-1] if prefix else None
         for c in candidates:
-            p = float(row[c])
+            p = row[c]
             if c == blank:
-                entry = nxt[prefix]
+                entry = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
                 entry[0] = _logsumexp(entry[0], total + p)
                 continue
-            entry = nxt[prefix + (int(c),)]
+            entry = nxt.setdefault(prefix + (c,), [NEG_INF, NEG_INF])
             # A repeated char needs a blank in between to start a new symbol.
             entry[1] = _logsumexp(entry[1], (pb if c == last else total) + p)
             if c == last:
-                same = nxt[prefix]
+                same = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
                 same[1] = _logsumexp(same[1], pnb + p)
     ranked = heapq.nlargest(beam_width, nxt.items(), key=lambda kv: _logsumexp(*kv[1]))
     return {k: (v[0], v[1]) for k, v in ranked}
 
 
 def ctc_log_likelihood(probs: np.ndarray, labels: list[int], blank: int = 0) -> float:
-    """Exact log P(labels | probs) by the CTC forward algorithm."""
-    logp = np.log(np.clip(probs, 1e-30, 1.0))
-    ext = [blank]
-    for c in labels:
-        ext += [c, blank]
-    s = len(ext)
-    ext_arr = np.array(ext)
-    # Skipping a blank is allowed only between two different symbols.
-    skip = np.zeros(s, bool)
-    skip[2:] = (ext_arr[2:] != blank) & (ext_arr[2:] != ext_arr[:-2])
-    alpha = np.full(s, NEG_INF)
-    alpha[0] = logp[0, ext[0]]
-    if s > 1:
-        alpha[1] = logp[0, ext[1]]
-    for t in range(1, logp.shape[0]):
-        prev = alpha
-        a1 = np.full(s, NEG_INF)
-        a1[1:] = prev[:-1]
-        a2 = np.full(s, NEG_INF)
-        a2[2:] = prev[:-2]
-        a2[~skip] = NEG_INF
-        alpha = np.logaddexp(np.logaddexp(prev, a1), a2) + logp[t, ext_arr]
-    return float(np.logaddexp(alpha[-1], alpha[-2]) if s > 1 else alpha[-1])
+    """Exact log P(labels | probs) by the CTC forward algorithm, for one crop's (T, C) probabilities."""
+    return float(log_likelihoods(log_probs(probs)[None], np.zeros(1, np.int64), [labels], blank)[0])
 
 
 @dataclass

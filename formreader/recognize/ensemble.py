@@ -9,7 +9,7 @@ field alphabet, such as CJK characters, are dropped), and then, per crop:
    reads without a second opinion and the decoder is greedy), the field grammar's valid
    neighbours of invalid readings, and nearby names-list entries when a lexicon is given;
 2. score: the sum of the candidates' exact CTC log-likelihoods under both models (a product of
-   experts, `decoding.batch_log_likelihood`), plus the lexicon's prior;
+   experts, `decoding.log_likelihoods`), plus the lexicon's prior;
 3. choice: the best *valid* candidate for the field kind (`grammar.is_valid`); the best of all
    (`raw`) is kept when it differs, with up to five runner-ups (`alternatives`);
 4. confidence: the chosen text's share of all candidates' likelihoods times their prior (each
@@ -49,9 +49,11 @@ from formreader.errors import ModelError
 from formreader.recognize import grammar
 from formreader.recognize.decoding import (
     Lexicon,
-    batch_log_likelihood,
     load_lexicon,
+    log_likelihoods,
+    log_probs,
     prefix_beam_search,
+    stack_log_probs,
 )
 from formreader.recognize.predictor import (
     Predictor,
@@ -168,7 +170,7 @@ class FieldReader:
         elif self.mode == "always":
             asked = list(range(len(crops)))
         else:
-            first = [self._decode(e, k) for e, k in zip(experts, kinds)]
+            first = self._decode_all(experts, kinds)
             asked = [i for i, r in enumerate(first) if r.confidence < self.cascade_below]
         timings.add("decode", time.perf_counter() - t0)
         if asked:
@@ -179,10 +181,11 @@ class FieldReader:
                 experts[i].append(p)
         t0 = time.perf_counter()
         if self.mode == "cascade":
-            redo = set(asked)
-            readings = [self._decode(e, k) if i in redo else first[i] for i, (e, k) in enumerate(zip(experts, kinds))]
+            readings = list(first)
+            for i, r in zip(asked, self._decode_all([experts[i] for i in asked], [kinds[i] for i in asked])):
+                readings[i] = r
         else:
-            readings = [self._decode(e, k) for e, k in zip(experts, kinds)]
+            readings = self._decode_all(experts, kinds)
         timings.add("decode", time.perf_counter() - t0)
         return readings, timings
 
@@ -208,27 +211,36 @@ class FieldReader:
                 experts[i].append(p)
         return experts
 
-    # --- one crop -----------------------------------------------------------------------------
+    # --- decoding: per crop, with the candidates of all crops scored together ----------------
 
-    def _decode(self, experts: list[np.ndarray], field: grammar.Grammar) -> Reading:
-        kind = field.kind
-        texts = self._proposed(experts, kind)
-        scored = self._score(experts, texts)
-        scored.sort(key=lambda s: -s.score)
-        extra = set()
-        for s in scored[:PROPOSE_FROM]:
+    def _decode_all(self, experts: list[list[np.ndarray]], fields: Sequence[grammar.Grammar]) -> list[Reading]:
+        """Each crop's reading from its models' folded probabilities, under its field's grammar."""
+        logps = [[log_probs(p) for p in e] for e in experts]
+        scored = self._score_all(logps, [self._proposed(e, f.kind) for e, f in zip(experts, fields)])
+        extras = []
+        for candidates, field in zip(scored, fields):
+            candidates.sort(key=lambda s: -s.score)
+            extras.append(self._neighbours(candidates, field))
+        for candidates, more, field in zip(scored, self._score_all(logps, extras), fields):
+            candidates += more
+            for s in candidates:
+                s.prior = grammar.log_prior(field.kind, s.text)
+                if self.lexicon is not None and field.kind == "name":
+                    s.name_prior = self.lexicon.prior(s.text)
+        return [self._choose(candidates, field, posterior=len(e) > 1 or self.decoder != "greedy"
+                             or field.kind in ("date", "digits") or bool(field.choices))
+                for candidates, field, e in zip(scored, fields, experts)]
+
+    def _neighbours(self, ranked: list[_Scored], field: grammar.Grammar) -> list[str]:
+        """Texts near the best candidates that are not candidates yet: the grammar's valid
+        neighbours of invalid readings, and nearby names-list entries."""
+        extra: set[str] = set()
+        for s in ranked[:PROPOSE_FROM]:
             extra |= field.proposals(s.text)
-            if self.lexicon is not None and kind == "name" and s.text and not any(c.isdigit() for c in s.text):
+            if self.lexicon is not None and field.kind == "name" and s.text and not any(c.isdigit() for c in s.text):
                 extra.update(self.lexicon.neighbours(s.text))
-        extra -= {s.text for s in scored}
-        if extra:
-            scored += self._score(experts, [t for t in extra if self._ids(t) is not None])
-        for s in scored:
-            s.prior = grammar.log_prior(kind, s.text)
-            if self.lexicon is not None and kind == "name":
-                s.name_prior = self.lexicon.prior(s.text)
-        return self._choose(scored, field, posterior=len(experts) > 1 or self.decoder != "greedy" or kind in ("date", "digits")
-                            or bool(field.choices))
+        extra -= {s.text for s in ranked}
+        return [t for t in extra if self._ids(t) is not None]
 
     def _proposed(self, experts: list[np.ndarray], kind: str) -> list[str]:
         # Dates and codes always get a beam: the grammar needs runner-ups to choose from
@@ -250,15 +262,23 @@ class FieldReader:
         except KeyError:
             return None
 
-    def _score(self, experts: list[np.ndarray], texts: list[str]) -> list[_Scored]:
-        if not texts:
-            return []
-        labels = [self._ids(t) for t in texts]
-        per_model = []
-        for probs in experts:
-            batch = np.broadcast_to(probs, (len(texts),) + probs.shape)
-            per_model.append(batch_log_likelihood(batch, labels))
-        return [_Scored(t, tuple(float(m[i]) for m in per_model)) for i, t in enumerate(texts)]
+    def _score_all(self, logps: list[list[np.ndarray]], texts: list[list[str]]) -> list[list[_Scored]]:
+        """Each crop's texts with their exact CTC log-likelihood under each of its models: one
+        forward pass per model position for all crops (`decoding.log_likelihoods`)."""
+        labels = [[self._ids(t) for t in ts] for ts in texts]
+        per_model: list[list[list[float]]] = [[[] for _ in ts] for ts in texts]
+        for j in range(max((len(lp) for lp in logps), default=0)):
+            crops = [i for i, lp in enumerate(logps) if len(lp) > j and texts[i]]
+            if not crops:
+                continue
+            owners = np.concatenate([np.full(len(texts[i]), k) for k, i in enumerate(crops)])
+            values = log_likelihoods(stack_log_probs([logps[i][j] for i in crops]), owners, [ids for i in crops for ids in labels[i]])
+            at = 0
+            for i in crops:
+                for m in range(len(texts[i])):
+                    per_model[i][m].append(float(values[at + m]))
+                at += len(texts[i])
+        return [[_Scored(t, tuple(v)) for t, v in zip(ts, vs)] for ts, vs in zip(texts, per_model)]
 
     def _choose(self, scored: list[_Scored], field: grammar.Grammar, posterior: bool) -> Reading:
         """The best valid candidate; confidence is its posterior among the candidates
