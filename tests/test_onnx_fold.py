@@ -18,7 +18,7 @@ def _const(name: str, value) -> object:
 
 def _block_model(rng) -> object:
     """PP-LCNetV3's pattern: conv, affine, hard-swish, affine, then a 1x1 conv (foldable both ways)
-    and a padded depthwise conv (its input affine must stay: it pads with zeros)."""
+    and a padded depthwise conv (its input affine cannot fold: it pads with zeros)."""
     c = 4
     inits = {
         "w1": rng.normal(size=(c, 3, 3, 3)), "b1": rng.normal(size=(1, c, 1, 1)),
@@ -64,8 +64,9 @@ def test_scalar_affine_ops_fold_into_convolutions_exactly():
     removed = fold_affine_into_convs(model)
     onnx.checker.check_model(model)
     ops = [n.op_type for n in model.graph.node if n.op_type != "Constant"]
-    # bias, scale and shift after conv 1; scale and shift before the 1x1 conv
-    assert removed == 5
-    assert ops == ["Conv", "HardSwish", "Conv", "HardSwish", "Mul", "Add", "Conv"]
+    # bias, scale and shift after conv 1; scale and shift before the 1x1 conv; the scale and shift
+    # before the padded conv become one BatchNormalization
+    assert removed == 7
+    assert ops == ["Conv", "HardSwish", "Conv", "HardSwish", "BatchNormalization", "Conv"]
     np.testing.assert_allclose(_run(model, x), expected, rtol=1e-5, atol=1e-4)
     assert fold_affine_into_convs(model) == 0  # nothing left to fold

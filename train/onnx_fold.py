@@ -3,14 +3,17 @@
 PP-OCRv5's backbone (PP-LCNetV3) follows most convolutions with a "learnable affine block": a
 multiplication and an addition by a scalar, before and after the hard-swish. onnxruntime fuses
 a convolution's bias but not these scalars, so each costs a pass over the feature map, and the
-layout changes around them cost more (on 2 CPU threads: 18.2 -> 12.4 ms per crop once folded).
+layout changes around them cost more (on 2 CPU threads: 18 -> 8.4 ms per crop, both steps below).
 
 Folding is exact algebra, done in float64 and stored as float32:
 - forward, `Conv -> Mul(s) / Add(b)`: W' = s * W, bias' = s * bias + b (a scalar, or one value per
   output channel);
 - backward, `Mul(s) / Add(b) -> Conv` with no padding: W' = s * W, bias' = bias + b * sum(W) (a
-  scalar only). A padded convolution pads with zeros, which the folded form would not see, so it
-  keeps its affine ops.
+  scalar only).
+A padded convolution pads with zeros, which the folded form would not see, so the `Mul(s) ->
+Add(b)` before it stays, as one BatchNormalization (scale s, bias b, mean 0, variance 1, epsilon
+0: the same numbers). onnxruntime runs that in its blocked layout, where a Mul and an Add forced
+two layout changes (on 2 CPU threads: 11.0 -> 8.9 ms per crop, on top of the folding).
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ import numpy as np
 
 
 def fold_affine_into_convs(model) -> int:
-    """Fold in place; returns how many Mul/Add nodes were removed."""
+    """Fold in place; returns how many Mul/Add nodes were removed (folded, or replaced by a
+    BatchNormalization)."""
     folded = 0
     while _fold_one(model.graph):
         folded += 1
+    while _affine_to_batch_norm(model.graph):
+        folded += 2
     _drop_dead_nodes(model.graph)
     del model.graph.value_info[:]  # intermediate names changed
     return folded
@@ -104,6 +110,63 @@ def _fold_one(graph) -> bool:
                 conv.input[0] = x
                 graph.node.remove(before)
                 return True
+    return False
+
+
+def _affine_to_batch_norm(graph) -> bool:
+    """One `x -> Mul(scalar) -> Add(scalar) -> Conv` left by `_fold_one` becomes
+    `x -> BatchNormalization -> Conv`; False when none is left."""
+    from onnx import helper, numpy_helper
+
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    outputs = {o.name for o in graph.output}
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+
+    def const(name: str) -> np.ndarray | None:
+        if name in initializers:
+            return initializers[name]
+        node = producers.get(name)
+        if node is not None and node.op_type == "Constant":
+            return numpy_helper.to_array(next(a.t for a in node.attribute if a.name == "value"))
+        return None
+
+    def scalar_op(node, kind: str) -> tuple[str, float] | None:
+        """(the other input, the scalar) of a `kind` node with one constant operand of size 1."""
+        if node is None or node.op_type != kind or len(node.input) != 2:
+            return None
+        for x, c in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+            value = const(c)
+            if value is not None and value.size == 1 and const(x) is None:
+                return x, float(value.reshape(()))
+        return None
+
+    def single_use(name: str) -> bool:
+        return len(consumers[name]) == 1 and name not in outputs
+
+    for conv in graph.node:
+        weight = const(conv.input[1]) if conv.op_type == "Conv" else None
+        add = producers.get(conv.input[0]) if weight is not None else None
+        if add is None or not single_use(add.output[0]) or (shift := scalar_op(add, "Add")) is None:
+            continue
+        mul = producers.get(shift[0])
+        if not single_use(shift[0]) or (scale := scalar_op(mul, "Mul")) is None:
+            continue
+        group = next((a.i for a in conv.attribute if a.name == "group"), 1)
+        channels = weight.shape[1] * group
+        name = f"{add.output[0]}_affine_{len(graph.initializer)}"
+        params = {"scale": scale[1], "bias": shift[1], "mean": 0.0, "var": 1.0}
+        for key, value in params.items():
+            graph.initializer.append(numpy_helper.from_array(np.full(channels, value, np.float32), f"{name}_{key}"))
+        at = list(graph.node).index(mul)
+        graph.node.remove(mul)
+        graph.node.remove(add)
+        graph.node.insert(at, helper.make_node("BatchNormalization", [scale[0]] + [f"{name}_{k}" for k in params],
+                                               [add.output[0]], epsilon=0.0, name=name))
+        return True
     return False
 
 

@@ -3,7 +3,7 @@
 PP-OCRv5's recognizer (PaddleOCR, Apache-2.0) ends in a linear layer to 18,385 classes, mostly
 CJK characters a name or date field never holds. This step keeps the classes that fold onto the
 CRNN's field alphabet (the ensemble compares the two models only there), slices the last layer's
-weights to them, folds the backbone's scalar affine ops into its convolutions (exact algebra; 1.7x
+weights to them, folds the backbone's scalar affine ops into its convolutions (exact algebra; 2.1x
 faster on CPU: `train/onnx_fold.py`), and writes the result with the same `formreader.spec`
 metadata as the CRNN: alphabet, input geometry and normalization, format version. The runtime then loads it like any
 formreader model and needs neither the dictionary file nor the package that ships the original.
@@ -94,7 +94,7 @@ def pack_second_model(model_path: Path, vocab_path: Path, out: Path, target: str
         tensor.CopyFrom(numpy_helper.from_array(sliced, tensor.name))
     model.graph.output[0].type.tensor_type.shape.dim[-1].dim_value = len(keep)
     del model.graph.value_info[:]  # shapes inferred for 18,385 classes no longer hold
-    fold_affine_into_convs(model)  # exact, and 1.7x faster on CPU (train/onnx_fold.py)
+    fold_affine_into_convs(model)  # exact, and 2.1x faster on CPU (train/onnx_fold.py)
     spec = ModelSpec(alphabet="".join(tokens[k - 1] for k in keep[1:]), input=INPUT, name="ppocrv5-names")
     spec.validate(str(out))
     del model.metadata_props[:]
