@@ -36,81 +36,115 @@ def fold_affine_into_convs(model) -> int:
     return folded
 
 
-def _fold_one(graph) -> bool:
-    from onnx import helper, numpy_helper
+class _Index:
+    """Who makes and who reads each tensor of a graph, and its constants; built anew after each
+    change (a few hundred nodes)."""
 
-    producers = {out: node for node in graph.node for out in node.output}
-    consumers = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
-    outputs = {o.name for o in graph.output}
-    initializers = {t.name: t for t in graph.initializer}
+    def __init__(self, graph):
+        self.graph = graph
+        self.producers = {out: node for node in graph.node for out in node.output}
+        self.consumers = defaultdict(list)
+        for node in graph.node:
+            for name in node.input:
+                self.consumers[name].append(node)
+        self.outputs = {o.name for o in graph.output}
+        self.initializers = {t.name: t for t in graph.initializer}
 
-    def const(name: str) -> np.ndarray | None:
-        if name in initializers:
-            return numpy_helper.to_array(initializers[name])
-        node = producers.get(name)
+    def const(self, name: str) -> np.ndarray | None:
+        from onnx import numpy_helper
+
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        node = self.producers.get(name)
         if node is not None and node.op_type == "Constant":
             return numpy_helper.to_array(next(a.t for a in node.attribute if a.name == "value"))
         if node is not None and node.op_type == "Reshape":  # a bias reshaped to (1, C, 1, 1)
-            data, shape = const(node.input[0]), const(node.input[1])
+            data, shape = self.const(node.input[0]), self.const(node.input[1])
             return None if data is None or shape is None else data.reshape(shape)
         return None
 
-    def affine(node, x: str) -> tuple[str, np.ndarray] | None:
-        """(op, constant) of a Mul/Add whose other operand is a constant."""
-        if node.op_type not in ("Mul", "Add") or len(node.input) != 2 or x not in node.input:
+    def single_use(self, name: str) -> bool:
+        return len(self.consumers[name]) == 1 and name not in self.outputs
+
+    def affine(self, node) -> tuple[str, str, np.ndarray] | None:
+        """(op, the other input, the constant) of a Mul/Add with one constant operand."""
+        if node is None or node.op_type not in ("Mul", "Add") or len(node.input) != 2:
             return None
-        value = const(node.input[1] if node.input[0] == x else node.input[0])
-        return None if value is None else (node.op_type, value.astype(np.float64))
+        for x, c in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+            value = self.const(c)
+            if value is not None and self.const(x) is None:
+                return node.op_type, x, value.astype(np.float64)
+        return None
 
-    def store(conv, weight: np.ndarray, bias: np.ndarray) -> None:
-        for pos, array, tag in ((1, weight, "weight"), (2, bias, "bias")):
-            name = f"{conv.output[0]}_{tag}_folded_{len(graph.initializer)}"
-            graph.initializer.append(numpy_helper.from_array(array.astype(np.float32), name))
-            if len(conv.input) <= pos:
-                conv.input.append(name)
-            else:
-                conv.input[pos] = name
 
-    for conv in graph.node:
-        if conv.op_type != "Conv" or const(conv.input[1]) is None:
-            continue
-        weight = const(conv.input[1]).astype(np.float64)
-        channels = weight.shape[0]
-        bias = (const(conv.input[2]).astype(np.float64).reshape(-1) if len(conv.input) > 2 and conv.input[2]
-                else np.zeros(channels))
-        users = consumers[conv.output[0]]
-        if len(users) == 1 and conv.output[0] not in outputs and (op := affine(users[0], conv.output[0])):
-            kind, value = op
-            if value.size == 1 or value.shape in ((channels, 1, 1), (1, channels, 1, 1)):
-                value = value.reshape(-1)
-                if kind == "Mul":
-                    weight, bias = weight * value.reshape(-1, 1, 1, 1), bias * value
-                else:
-                    bias = bias + value
-                store(conv, weight, bias)
-                conv.output[0] = users[0].output[0]
-                graph.node.remove(users[0])
-                return True
-        attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
-        before = producers.get(conv.input[0])
-        if (before is not None and not any(attrs.get("pads", [])) and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")
-                and len(consumers[conv.input[0]]) == 1 and conv.input[0] not in outputs):
-            x = next((name for name in before.input if const(name) is None), None)
-            op = affine(before, x) if x is not None else None
-            if op is not None and op[1].size == 1:
-                kind, value = op[0], float(op[1].reshape(()))
-                if kind == "Mul":
-                    weight = weight * value
-                else:
-                    bias = bias + value * weight.sum(axis=(1, 2, 3))
-                store(conv, weight, bias)
-                conv.input[0] = x
-                graph.node.remove(before)
-                return True
-    return False
+def _fold_one(graph) -> bool:
+    """Fold one Mul/Add into a Conv; False when none is left."""
+    index = _Index(graph)
+    convs = [n for n in graph.node if n.op_type == "Conv" and index.const(n.input[1]) is not None]
+    return any(_fold_forward(index, conv) or _fold_backward(index, conv) for conv in convs)
+
+
+def _weights(index: _Index, conv) -> tuple[np.ndarray, np.ndarray]:
+    weight = index.const(conv.input[1]).astype(np.float64)
+    has_bias = len(conv.input) > 2 and conv.input[2]
+    return weight, index.const(conv.input[2]).astype(np.float64).reshape(-1) if has_bias else np.zeros(weight.shape[0])
+
+
+def _store(graph, conv, weight: np.ndarray, bias: np.ndarray) -> None:
+    from onnx import numpy_helper
+
+    for pos, array, tag in ((1, weight, "weight"), (2, bias, "bias")):
+        name = f"{conv.output[0]}_{tag}_folded_{len(graph.initializer)}"
+        graph.initializer.append(numpy_helper.from_array(array.astype(np.float32), name))
+        if len(conv.input) <= pos:
+            conv.input.append(name)
+        else:
+            conv.input[pos] = name
+
+
+def _fold_forward(index: _Index, conv) -> bool:
+    """`Conv -> Mul/Add` by a scalar or a per-channel constant."""
+    users = index.consumers[conv.output[0]]
+    op = index.affine(users[0]) if index.single_use(conv.output[0]) else None
+    if op is None:
+        return False
+    kind, _, value = op
+    weight, bias = _weights(index, conv)
+    channels = weight.shape[0]
+    if not (value.size == 1 or value.shape in ((channels, 1, 1), (1, channels, 1, 1))):
+        return False
+    value = value.reshape(-1)
+    if kind == "Mul":
+        weight, bias = weight * value.reshape(-1, 1, 1, 1), bias * value
+    else:
+        bias = bias + value
+    _store(index.graph, conv, weight, bias)
+    conv.output[0] = users[0].output[0]
+    index.graph.node.remove(users[0])
+    return True
+
+
+def _fold_backward(index: _Index, conv) -> bool:
+    """`Mul/Add -> Conv` by a scalar, when the convolution does not pad."""
+    from onnx import helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+    if any(attrs.get("pads", [])) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+        return False
+    before = index.producers.get(conv.input[0])
+    op = index.affine(before) if index.single_use(conv.input[0]) else None
+    if op is None or op[2].size != 1:
+        return False
+    kind, x, value = op[0], op[1], float(op[2].reshape(()))
+    weight, bias = _weights(index, conv)
+    if kind == "Mul":
+        weight = weight * value
+    else:
+        bias = bias + value * weight.sum(axis=(1, 2, 3))
+    _store(index.graph, conv, weight, bias)
+    conv.input[0] = x
+    index.graph.node.remove(before)
+    return True
 
 
 def _affine_to_batch_norm(graph) -> bool:
@@ -118,53 +152,27 @@ def _affine_to_batch_norm(graph) -> bool:
     `x -> BatchNormalization -> Conv`; False when none is left."""
     from onnx import helper, numpy_helper
 
-    producers = {out: node for node in graph.node for out in node.output}
-    consumers = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
-    outputs = {o.name for o in graph.output}
-    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-
-    def const(name: str) -> np.ndarray | None:
-        if name in initializers:
-            return initializers[name]
-        node = producers.get(name)
-        if node is not None and node.op_type == "Constant":
-            return numpy_helper.to_array(next(a.t for a in node.attribute if a.name == "value"))
-        return None
-
-    def scalar_op(node, kind: str) -> tuple[str, float] | None:
-        """(the other input, the scalar) of a `kind` node with one constant operand of size 1."""
-        if node is None or node.op_type != kind or len(node.input) != 2:
-            return None
-        for x, c in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
-            value = const(c)
-            if value is not None and value.size == 1 and const(x) is None:
-                return x, float(value.reshape(()))
-        return None
-
-    def single_use(name: str) -> bool:
-        return len(consumers[name]) == 1 and name not in outputs
-
+    index = _Index(graph)
     for conv in graph.node:
-        weight = const(conv.input[1]) if conv.op_type == "Conv" else None
-        add = producers.get(conv.input[0]) if weight is not None else None
-        if add is None or not single_use(add.output[0]) or (shift := scalar_op(add, "Add")) is None:
+        weight = index.const(conv.input[1]) if conv.op_type == "Conv" else None
+        add = index.producers.get(conv.input[0]) if weight is not None else None
+        shift = index.affine(add) if add is not None and index.single_use(conv.input[0]) else None
+        if shift is None or shift[0] != "Add" or shift[2].size != 1:
             continue
-        mul = producers.get(shift[0])
-        if not single_use(shift[0]) or (scale := scalar_op(mul, "Mul")) is None:
+        mul = index.producers.get(shift[1])
+        scale = index.affine(mul) if index.single_use(shift[1]) else None
+        if scale is None or scale[0] != "Mul" or scale[2].size != 1:
             continue
         group = next((a.i for a in conv.attribute if a.name == "group"), 1)
         channels = weight.shape[1] * group
         name = f"{add.output[0]}_affine_{len(graph.initializer)}"
-        params = {"scale": scale[1], "bias": shift[1], "mean": 0.0, "var": 1.0}
+        params = {"scale": float(scale[2].reshape(())), "bias": float(shift[2].reshape(())), "mean": 0.0, "var": 1.0}
         for key, value in params.items():
             graph.initializer.append(numpy_helper.from_array(np.full(channels, value, np.float32), f"{name}_{key}"))
         at = list(graph.node).index(mul)
         graph.node.remove(mul)
         graph.node.remove(add)
-        graph.node.insert(at, helper.make_node("BatchNormalization", [scale[0]] + [f"{name}_{k}" for k in params],
+        graph.node.insert(at, helper.make_node("BatchNormalization", [scale[1]] + [f"{name}_{k}" for k in params],
                                                [add.output[0]], epsilon=0.0, name=name))
         return True
     return False
