@@ -12,8 +12,9 @@ Folding is exact algebra, done in float64 and stored as float32:
   scalar only).
 A padded convolution pads with zeros, which the folded form would not see, so the `Mul(s) ->
 Add(b)` before it stays, as one BatchNormalization (scale s, bias b, mean 0, variance 1 - eps,
-epsilon eps = 1e-5, the least cuDNN accepts: the same numbers on the CPU and on CUDA). onnxruntime runs that in its blocked layout, where a Mul and an Add forced
-two layout changes (on 2 CPU threads: 11.0 -> 8.9 ms per crop, on top of the folding).
+epsilon eps = 1e-5, the least cuDNN accepts: the same numbers on the CPU and on CUDA).
+onnxruntime runs that in its blocked layout, where a Mul and an Add forced two layout changes
+(on 2 CPU threads: 11.0 -> 8.9 ms per crop, on top of the folding).
 """
 
 from __future__ import annotations

