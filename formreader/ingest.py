@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from formreader.errors import first_line
+from formreader.pdf_scans import open_pdf, scanned_page
 from formreader.records import Page
 
 log = logging.getLogger("formreader.ingest")
@@ -143,20 +144,27 @@ def _pdf_pages(path: Path, dpi: float, max_pixels: int, first: int, last: int | 
             else:
                 yield _error(path, 1, f"unreadable PDF ({first_line(exc)})")
         return
-    # Render runs of pages that fit the pixel limit; an oversized page is an error row in its place.
-    run: list[int] = []
-    for n in range(first, last + 1):
-        too_big = _pdf_page_too_big(info, n, dpi, max_pixels)
-        if too_big:
-            yield from _render_pdf_run(path, dpi, run)
-            run = []
-            yield _error(path, n, too_big)
-            continue
-        run.append(n)
-        if len(run) == PDF_CHUNK:
-            yield from _render_pdf_run(path, dpi, run)
-            run = []
-    yield from _render_pdf_run(path, dpi, run)
+    # A scanned page's own JPEG is decoded as it is (`pdf_scans`); other pages are rendered in
+    # runs that fit the pixel limit; an oversized page is an error row in its place.
+    pdf = open_pdf(path)
+    try:
+        run: list[int] = []
+        for n in range(first, last + 1):
+            too_big = _pdf_page_too_big(info, n, dpi, max_pixels)
+            scan = None if too_big or pdf is None else scanned_page(pdf, n, dpi)
+            if too_big or scan is not None:
+                yield from _render_pdf_run(path, dpi, run)
+                run = []
+                yield _error(path, n, too_big) if too_big else Page(str(path), n, scan)
+                continue
+            run.append(n)
+            if len(run) == PDF_CHUNK:
+                yield from _render_pdf_run(path, dpi, run)
+                run = []
+        yield from _render_pdf_run(path, dpi, run)
+    finally:
+        if pdf is not None:
+            pdf.close()
 
 
 def _pdf_page_too_big(info: dict, n: int, dpi: float, max_pixels: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -225,3 +226,78 @@ def test_pages_stream_in_ranges_and_counts_come_without_decoding(tmp_path: Path)
         assert [p.page for p in stream] == [3, 4, 5]
         assert [p.page for p in iter_pages(path, dpi=100, first=5)] == [5, 6]
     assert page_count(tmp_path / "missing.pdf") == 1 and page_count(tmp_path) == 1
+
+
+# --- scanned PDFs: a page that is one JPEG is decoded, not rendered -------------------------
+
+def _scan_pdf(path: Path, extra: bytes = b"", rotate: int = 0, fraction: float = 1.0) -> np.ndarray:
+    """A one-page PDF holding a 200 x 300 gray JPEG at 100 dpi (Pillow writes DCT), optionally
+    with more content drawn after it, a /Rotate, or the image shrunk to part of the page."""
+    import pikepdf
+
+    arr = np.full((300, 200), 230, np.uint8)
+    arr[100:110, 20:180] = 20
+    arr[200:260, 50:60] = 60
+    Image.fromarray(arr).save(path, resolution=100, quality=90)
+    with pikepdf.open(path, allow_overwriting_input=True) as pdf:
+        page = pdf.pages[0]
+        if fraction != 1.0:
+            w, h = (float(v) for v in page.mediabox[2:])
+            page.obj.Contents = pdf.make_stream(f"q {w * fraction} 0 0 {h * fraction} 0 0 cm /image Do Q".encode())
+        if extra:
+            page.Resources.Font = pikepdf.Dictionary(F1=pikepdf.Dictionary(
+                Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica))
+            page.contents_add(pdf.make_stream(extra), prepend=False)
+        if rotate:
+            page.obj.Rotate = rotate
+        pdf.save(path)
+    return arr
+
+
+def _poppler(path: Path, dpi: float) -> np.ndarray:
+    from pdf2image import convert_from_path
+
+    return np.asarray(convert_from_path(str(path), dpi=dpi, grayscale=True, use_cropbox=True)[0].convert("L"))
+
+
+def test_a_scanned_pdf_page_is_its_own_jpeg_not_a_rendering(tmp_path: Path):
+    import pikepdf
+
+    from formreader.pdf_scans import open_pdf, scanned_page
+
+    path = tmp_path / "scan.pdf"
+    drawn = _scan_pdf(path)
+    with pikepdf.open(path) as pdf:
+        jpeg = bytes(pdf.pages[0].Resources.XObject["/image"].read_raw_bytes())
+    own = np.asarray(Image.open(io.BytesIO(jpeg)).convert("L"))
+    (page,) = read_pages(path, dpi=100)
+    assert page.error == "" and page.image.shape == (300, 200) == _poppler(path, 100).shape
+    assert np.array_equal(page.image, own)  # the scan's pixels as they are in the file
+    assert np.abs(page.image.astype(int) - drawn).mean() < 3
+    assert np.abs(page.image.astype(int) - _poppler(path, 100)).mean() < 3  # what poppler draws
+    # Another dpi: resized to what poppler would render.
+    half = scanned_page(open_pdf(path), 1, 50)
+    assert half.shape == _poppler(path, 50).shape == (150, 100)
+    assert np.abs(half.astype(int) - _poppler(path, 50)).mean() < 6
+
+
+@pytest.mark.parametrize("kind", ["vector line", "visible text", "rotated", "image not filling the page"])
+def test_a_pdf_page_with_more_than_one_scan_on_it_is_rendered_by_poppler(tmp_path: Path, kind: str):
+    from formreader.pdf_scans import open_pdf, scanned_page
+
+    path = tmp_path / "page.pdf"
+    extra = {"vector line": b"q 0 G 8 w 10 10 m 130 200 l S Q",
+             "visible text": b"BT /F1 40 Tf 0 Tr 10 10 Td (INK) Tj ET"}.get(kind, b"")
+    _scan_pdf(path, extra=extra, rotate=90 if kind == "rotated" else 0,
+              fraction=0.5 if kind == "image not filling the page" else 1.0)
+    assert scanned_page(open_pdf(path), 1, 100) is None
+    (page,) = read_pages(path, dpi=100)
+    assert page.error == "" and np.array_equal(page.image, _poppler(path, 100))
+
+
+def test_an_invisible_ocr_text_layer_does_not_stop_the_direct_decode(tmp_path: Path):
+    from formreader.pdf_scans import open_pdf, scanned_page
+
+    path = tmp_path / "searchable.pdf"
+    _scan_pdf(path, extra=b"BT /F1 40 Tf 3 Tr 10 10 Td (HIDDEN) Tj ET")
+    assert scanned_page(open_pdf(path), 1, 100) is not None
