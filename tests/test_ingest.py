@@ -97,8 +97,8 @@ def _ink_on_transparent(mode: str) -> Image.Image:
     return Image.fromarray(rgba, "RGBA").convert(mode)
 
 
-def _exif_rotated(path: Path) -> None:
-    img = _page(300, 200).transpose(Image.Transpose.ROTATE_90)  # stored sideways (200 high, 300 wide)
+def _exif_rotated(path: Path, mode: str = "L") -> None:
+    img = _page(300, 200).transpose(Image.Transpose.ROTATE_90).convert(mode)  # stored sideways (200 high, 300 wide)
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
     img.save(path, exif=exif, quality=90)
@@ -119,6 +119,7 @@ SCANNER_FORMATS = {
     "cmyk.jpg": lambda p: Image.fromarray(_form_rgb()).convert("CMYK").save(p, quality=90),
     "cmyk.tif": lambda p: Image.fromarray(_form_rgb()).convert("CMYK").save(p),
     "exif-rotated.jpg": _exif_rotated,
+    "exif-rotated-rgb.jpg": lambda p: _exif_rotated(p, "RGB"),
     "gray.pgm": lambda p: _page().save(p),
     "rgb.ppm": lambda p: Image.fromarray(_form_rgb()).save(p),
     "gray.webp": lambda p: _page().save(p, lossless=True),
@@ -134,6 +135,15 @@ def test_every_scanner_format_reads_as_ink_on_white_paper(tmp_path: Path, name: 
     assert page.error == "" and page.image.dtype == np.uint8 and page.image.shape == (300, 200), page.error
     assert page.image[55, 20:180].mean() < 60, "the bar is dark"
     assert page.image[100:300].mean() > 240, "the paper is white"
+
+
+def test_a_colour_jpeg_reads_as_the_gray_pillow_converts_it_to(tmp_path: Path):
+    path = tmp_path / "colour.jpg"
+    Image.fromarray(_form_rgb()).save(path, quality=90)
+    (page,) = read_pages(path)
+    with Image.open(path) as img:
+        converted = np.asarray(img.convert("L")).astype(int)
+    assert np.abs(page.image.astype(int) - converted).max() <= 1
 
 
 @pytest.mark.skipif(not __import__("PIL.features").features.check("jpg_2000"), reason="Pillow without OpenJPEG")
