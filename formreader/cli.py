@@ -93,7 +93,7 @@ def _config(config: Optional[Path], **overrides):
 def scan(
     # str, not Path: pathlib would fold "s3://bucket/key" into "s3:/bucket/key".
     inputs: Annotated[list[str], typer.Argument(help="PDF/image files or folders (searched recursively); with --engine ray also s3://, gs://, file:// URIs.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv, .json, .jsonl or .parquet.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv, .json, .jsonl, .xlsx (Excel: rows to review shaded) or .parquet.")],
     crops: Annotated[Optional[Path], typer.Option("--crops", help="Save every field crop here for human review.", file_okay=False)] = None,
     config: ConfigOpt = None,
     template: TemplateOpt = None,

@@ -1,4 +1,4 @@
-"""Read back the rows `scan` wrote (CSV, JSON or JSONL), for `review` and `apply`.
+"""Read back the rows `scan` wrote (CSV, JSON, JSONL or .xlsx), for `review` and `apply`.
 
 Values come back as scan wrote them: CSV cells stay the exact strings of the file, except the
 columns scan itself typed (page, confidences, alignment, needs_review), which are turned back into
@@ -53,10 +53,9 @@ def read_text(path: Path, what: str, encoding: str = "utf-8") -> str:
 def read_results(path: Path) -> Results:
     path = Path(path)
     fmt = output_format(path)
-    text = read_text(path, "results")
     try:
-        columns, rows = _parse(text, fmt)
-    except (ValueError, csv.Error) as exc:
+        columns, rows = _parse_xlsx(path) if fmt == "xlsx" else _parse(read_text(path, "results"), fmt)
+    except (ValueError, csv.Error, KeyError, OSError) as exc:
         raise InputError(f"{path}: not a {fmt.upper()} file of scan results ({exc})") from exc
     missing = [c for c in KEY_COLUMNS if c not in columns]
     if missing:
@@ -86,6 +85,24 @@ def _parse(text: str, fmt: str) -> tuple[list[str], list[dict[str, object]]]:
     for r in rows:
         columns.update(dict.fromkeys(r))
     return list(columns), [{c: r.get(c, "") for c in columns} for r in rows]
+
+
+def _parse_xlsx(path: Path) -> tuple[list[str], list[dict[str, object]]]:
+    """The first sheet: a header row, then typed cells (an empty cell is "")."""
+    from zipfile import BadZipFile
+
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except BadZipFile as exc:
+        raise ValueError(str(exc)) from exc
+    try:
+        table = book.worksheets[0].iter_rows(values_only=True)
+        columns = [str(c) for c in next(table, ()) if c is not None]
+        return columns, [{c: "" if v is None else v for c, v in zip(columns, row)} for row in table if any(v is not None for v in row)]
+    finally:
+        book.close()
 
 
 def _typed(row: dict[str, object]) -> dict[str, object]:

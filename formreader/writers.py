@@ -1,10 +1,12 @@
-"""Write records as CSV, JSON, JSONL or Parquet, atomically (a crash never leaves a half-written file).
+"""Write records as CSV, JSON, JSONL, Excel (.xlsx) or Parquet, atomically (a crash never leaves a
+half-written file).
 
 Two things a hostile or unlucky input must not break:
 
 * CSV injection: a text cell a spreadsheet would evaluate (starting with `=`, `+`, `-`, `@`, tab
   or carriage return: a file named `=HYPERLINK(...).png`, a misread name) gets a leading `'` in
-  CSV, in every column, as OWASP recommends; numbers stay numbers. JSON/JSONL keep raw values.
+  CSV, in every column, as OWASP recommends; numbers stay numbers. JSON/JSONL keep raw values;
+  .xlsx cells are typed, text as text (never a formula), so they keep raw values too.
 * File names that are not valid UTF-8: Python holds their odd bytes as lone surrogates
   (surrogateescape). CSV writes those bytes back unchanged; JSON/JSONL write them as `\\udcXX`
   escapes (valid JSON). Either way `os.fsencode(value)` gives the original name's bytes.
@@ -24,7 +26,9 @@ from pathlib import Path
 from formreader.errors import ConfigError
 from formreader.records import PageRecord
 
-FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".xlsx": "xlsx", ".parquet": "parquet"}
+REVIEW_FILL = "FFF2CC"  # pale amber: the rows of an .xlsx that need a person
+MAX_COLUMN_WIDTH = 48
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV injection"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -32,7 +36,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def output_format(path: Path) -> str:
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise ConfigError(f"{path}: output must end in .csv, .json, .jsonl or .parquet")
+        raise ConfigError(f"{path}: output must end in .csv, .json, .jsonl, .xlsx or .parquet")
     if fmt == "parquet":
         try:
             import pyarrow  # noqa: F401  (pandas writes Parquet through it)
@@ -148,8 +152,52 @@ def write_rows(path: Path, table: list[dict[str, object]], column_names: list[st
         clean = [{k: printable(v) if isinstance(v, str) else v for k, v in r.items()} for r in table]
         frame = pd.DataFrame(clean, columns=column_names)
         _atomic_write(path, lambda fh: frame.to_parquet(fh, index=False))
+    elif fmt == "xlsx":
+        _atomic_write(path, lambda fh: _xlsx_workbook(table, column_names).save(fh))
     else:
         atomic_write_text(path, render_rows(table, fmt, column_names))
+
+
+def _xlsx_workbook(table: list[dict[str, object]], column_names: list[str]):
+    """A sheet to open by double-click (no delimiter or encoding to guess, as a CSV has in a
+    French Excel): typed cells, the header frozen and filtered, the rows that need review shaded."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("formreader")
+    sheet.freeze_panes = "A2"
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(column_names))}{len(table) + 1}"
+    for i, name in enumerate(column_names, start=1):
+        longest = max((len(str(r.get(name, ""))) for r in table[:200]), default=0)
+        sheet.column_dimensions[get_column_letter(i)].width = min(max(len(name), longest) + 2, MAX_COLUMN_WIDTH)
+    sheet.append([_xlsx_cell(sheet, name, Font(bold=True)) for name in column_names])
+    shade = PatternFill("solid", fgColor=REVIEW_FILL)
+    for row in table:
+        fill = shade if row.get("needs_review") is True else None
+        sheet.append([_xlsx_cell(sheet, row.get(name, ""), fill=fill) for name in column_names])
+    return book
+
+
+def _xlsx_cell(sheet, value: object, font=None, fill=None):
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    if isinstance(value, str):
+        # XML cannot hold control characters, nor the odd bytes of a non-UTF-8 file name: both are
+        # shown as \xNN.
+        value = ILLEGAL_CHARACTERS_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", printable(value))
+    elif value is not None and not isinstance(value, (bool, int, float)):
+        value = str(value)
+    cell = WriteOnlyCell(sheet, value=value)
+    if isinstance(value, str):
+        cell.data_type = "s"  # `=HYPERLINK(...)` read off a page stays text, never a formula
+    if font is not None:
+        cell.font = font
+    if fill is not None:
+        cell.fill = fill
+    return cell
 
 
 def printable(text: str) -> str:

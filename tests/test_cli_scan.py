@@ -32,7 +32,7 @@ def inbox(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl", ".xlsx"])
 def test_scan_writes_one_row_per_page_and_keeps_going(inbox: Path, tmp_path: Path, tiny_model: Path, suffix: str):
     out = tmp_path / f"results{suffix}"
     # The default second opinion (PP-OCRv5) runs once; the other formats skip it to keep CI quick.
@@ -43,10 +43,12 @@ def test_scan_writes_one_row_per_page_and_keeps_going(inbox: Path, tmp_path: Pat
         df = pd.read_csv(out, keep_default_na=False)
     elif suffix == ".json":
         df = pd.DataFrame(json.loads(out.read_text()))
+    elif suffix == ".xlsx":
+        df = pd.read_excel(out, keep_default_na=False)
     else:
         df = pd.DataFrame([json.loads(line) for line in out.read_text().splitlines()])
     # JSON rows also carry each field's raw reading and alternatives; CSV keeps the documented columns.
-    detail = [] if suffix == ".csv" else [
+    detail = [] if suffix in (".csv", ".xlsx") else [
         "NOM_raw", "PRENOM_raw", "DATE_raw", "CLASSE_raw",
         "NOM_alternatives", "PRENOM_alternatives", "DATE_alternatives", "CLASSE_alternatives",
     ]
@@ -70,8 +72,8 @@ def test_scan_writes_one_row_per_page_and_keeps_going(inbox: Path, tmp_path: Pat
 
 
 def test_scan_refuses_a_bad_output_name(inbox: Path, tmp_path: Path):
-    result = runner.invoke(app, ["scan", str(inbox), "--out", str(tmp_path / "results.xlsx")])
-    assert result.exit_code == 2 and ".csv" in result.output
+    result = runner.invoke(app, ["scan", str(inbox), "--out", str(tmp_path / "results.xls")])
+    assert result.exit_code == 2 and ".csv" in result.output and ".xlsx" in result.output
 
 
 def test_scan_with_nothing_to_read(tmp_path: Path):

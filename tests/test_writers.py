@@ -49,8 +49,8 @@ def test_a_killed_writers_leftover_is_removed_and_a_live_ones_kept(tmp_path: Pat
 
 
 def test_unknown_extension_is_refused(tmp_path: Path):
-    with pytest.raises(ConfigError, match=r"\.csv, \.json, \.jsonl or \.parquet"):
-        write_records(tmp_path / "r.xlsx", [record("X")], ["NOM"])
+    with pytest.raises(ConfigError, match=r"\.csv, \.json, \.jsonl, \.xlsx or \.parquet"):
+        write_records(tmp_path / "r.xls", [record("X")], ["NOM"])
     assert not list(tmp_path.iterdir())
 
 
@@ -111,3 +111,45 @@ def test_parquet_has_the_csv_columns_and_values(tmp_path: Path):
     got, want = pd.read_parquet(tmp_path / "r.parquet"), pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
     assert list(got.columns) == list(want.columns) and got.astype(str).equals(want.astype(str))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.parquet"]  # no temporary file left
+
+
+def test_xlsx_cells_are_typed_text_stays_text_and_rows_to_review_are_shaded(tmp_path: Path):
+    from openpyxl import load_workbook
+
+    from formreader.writers import REVIEW_FILL
+
+    records = []
+    for i, value in enumerate([*HOSTILE, "HÉLÈNE"]):
+        rec = record(value)
+        rec.file = value + ".png"
+        rec.needs_review = i % 2 == 1
+        records.append(rec)
+    odd = record("MARTIN")
+    odd.file = ODD_NAMES[0] + "\x01"  # not UTF-8, and a control character XML cannot hold
+    records.append(odd)
+    out = tmp_path / "r.xlsx"
+    write_records(out, records, ["NOM"])
+    assert [p.name for p in tmp_path.iterdir()] == ["r.xlsx"]  # no temporary file left
+    sheet = load_workbook(out).active
+    header, *body = list(sheet.iter_rows())
+    assert [c.value for c in header] == ["file", "page", "NOM", "NOM_confidence", "needs_review", "alignment", "error"]
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:G{len(records) + 1}"
+    for rec, row in zip(records[:-1], body):
+        cells = {h.value: c for h, c in zip(header, row)}
+        assert cells["NOM"].value == rec.fields["NOM"].text and cells["NOM"].data_type == "s"  # never a formula
+        assert cells["file"].value == rec.file and cells["page"].value == 2
+        assert cells["NOM_confidence"].value == 0.91 and cells["needs_review"].value is rec.needs_review
+        assert (cells["NOM"].fill.fgColor.rgb == "00" + REVIEW_FILL) is rec.needs_review
+    assert body[-1][0].value == "scans/a\\xffb\\xe9.png\\x01"  # shown as \xNN, as in Parquet and logs
+
+
+def test_xlsx_reads_back_as_the_csv_does(tmp_path: Path):
+    from formreader.results import read_results
+
+    records = [record("MARTIN"), record("=1+1"), record("")]
+    records[1].needs_review = True
+    for suffix in (".csv", ".xlsx"):
+        write_records(tmp_path / f"r{suffix}", records, ["NOM"])
+    csv_back, xlsx_back = read_results(tmp_path / "r.csv"), read_results(tmp_path / "r.xlsx")
+    assert xlsx_back.columns == csv_back.columns and xlsx_back.field_names == ["NOM"]
+    assert xlsx_back.rows == csv_back.rows
