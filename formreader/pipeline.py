@@ -32,6 +32,7 @@ from formreader.segment import MARGIN_MM, cut_fields
 from formreader.template import Template
 
 log = logging.getLogger("formreader.pipeline")
+RECOGNIZERS = 2  # batches recognized at once (threads): see Scanner.scan
 PAGES_PER_TASK = 2  # pages of one file per unit of work: big files spread over the workers, memory stays flat
 
 
@@ -181,13 +182,22 @@ class Scanner:
         """
         pending: list[_Chunk] = []
         file_records: list[PageRecord] = []  # finished pages of the file in progress
-        for chunk in self._prepared(files, on_open):
-            pending.append(chunk)
-            # Pages without crops (errors, other forms) count too: what waits here stays bounded.
-            if sum(max(len(p.crops), 1) for c in pending for p in c.pages) >= self.predictor.batch_size:
-                yield from self._flush(pending, file_records, on_file, on_page)
-                pending = []
-        yield from self._flush(pending, file_records, on_file, on_page)
+        in_flight: deque[tuple[list[_Chunk], Future]] = deque()
+        # Batches are recognized in RECOGNIZERS threads, handed out in order: one batch's models
+        # run (onnxruntime frees the GIL) while another's candidates are scored in Python.
+        with ThreadPoolExecutor(max_workers=RECOGNIZERS, thread_name_prefix="recognize") as pool:
+            for chunk in self._prepared(files, on_open):
+                pending.append(chunk)
+                # Pages without crops (errors, other forms) count too: what waits here stays bounded.
+                if sum(max(len(p.crops), 1) for c in pending for p in c.pages) >= self.predictor.batch_size:
+                    in_flight.append((pending, pool.submit(self._finish, pending)))
+                    pending = []
+                    if len(in_flight) >= RECOGNIZERS:
+                        yield from self._deliver(*in_flight.popleft(), file_records, on_file, on_page)
+            if pending:
+                in_flight.append((pending, pool.submit(self._finish, pending)))
+            while in_flight:
+                yield from self._deliver(*in_flight.popleft(), file_records, on_file, on_page)
 
     def _prepared(self, files: Iterable[Path], on_open) -> Iterator[_Chunk]:
         """prepare_file over page ranges of the files in worker threads, in order, a bounded
@@ -216,21 +226,26 @@ class Scanner:
             while window:
                 yield _harvest(*window.popleft())
 
-    def _flush(self, pending: list[_Chunk], file_records: list[PageRecord], on_file, on_page) -> Iterator[PageRecord]:
+    def _finish(self, pending: list[_Chunk]) -> None:
         pages = [p for c in pending for p in c.pages]
         finish_pages(pages, self.predictor, self.settings)
         if self.crops_dir is not None:
             save_crops(pages, self.crops_dir)
+
+    def _deliver(self, pending: list[_Chunk], finished: Future, file_records: list[PageRecord], on_file, on_page
+                 ) -> Iterator[PageRecord]:
+        """A recognized batch's records, in input order, with the callbacks scan promises."""
+        finished.result()
         for chunk in pending:
             for page in chunk.pages:
                 file_records.append(page.record)
                 if on_page is not None:
                     on_page(page.record)
+                yield page.record
             if chunk.final:
                 if on_file is not None:
                     on_file(chunk.path, list(file_records))
                 file_records.clear()
-        yield from (p.record for p in pages)
 
 
 @dataclass

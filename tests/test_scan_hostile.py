@@ -163,7 +163,7 @@ def test_pages_of_one_file_stream_with_a_bounded_number_in_flight(tmp_path: Path
     """A 60-frame TIFF: progress learns 60 pages up front, pages are finished one by one, and
     never more than a small window of them has been decoded but not yet finished."""
     from formreader import pipeline
-    from formreader.pipeline import PAGES_PER_TASK, PipelineSettings, Scanner
+    from formreader.pipeline import PAGES_PER_TASK, RECOGNIZERS, PipelineSettings, Scanner
     from formreader.recognize.predictor import RecognizerSettings, load_predictor
 
     frames = [Image.fromarray(np.full((80, 60), 255, np.uint8)) for _ in range(60)]
@@ -189,5 +189,6 @@ def test_pages_of_one_file_stream_with_a_bounded_number_in_flight(tmp_path: Path
 
     records = list(scanner.scan([tmp_path / "long.tif"], on_open=lambda p, n: opened.append(n), on_page=on_page))
     assert opened == [60] and finished == list(range(1, 61)) and [r.page for r in records] == finished
-    bound = (2 * 2 + 1) * PAGES_PER_TASK + 8 + PAGES_PER_TASK  # tasks in the window + one recognizer batch
+    # tasks in the window + the batches being recognized and the one waiting its turn
+    bound = (2 * 2 + 1) * PAGES_PER_TASK + (RECOGNIZERS + 1) * (8 + PAGES_PER_TASK)
     assert max(in_flight) <= bound < 60, max(in_flight)

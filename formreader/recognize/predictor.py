@@ -7,6 +7,7 @@ normalization, format version) and builds all three to match it.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,13 +85,17 @@ class OnnxModel:
     def __init__(self, session):
         self.session = session
         self.input_name = session.get_inputs()[0].name
+        # One run at a time: concurrent runs would each hold a batch's activations (PP-OCR: tens of
+        # MB), and on few cores they only share the same threads. Other threads decode meanwhile.
+        self._running = threading.Lock()
 
     @property
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
+        with self._running:
+            return self.session.run(None, {self.input_name: batch})[0]
 
 
 class CTCPostProcessor:
