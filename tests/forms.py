@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -11,27 +12,13 @@ from PIL import Image
 # The alignment benchmark's page drawing and fixed perturbations, re-exported for the tests.
 from formreader.benchmark.alignment import Scan, fill, scan  # noqa: F401
 from formreader.render import render_layout
-from formreader.template import Layout
+from formreader.template import DEFAULT_TEMPLATE_DIR, Layout
 
-SECOND_LAYOUT = {
-    "name": "inscription-b",
-    "title": "A second form: boxed fields, labels above the boxes, printed date separators",
-    "page_mm": [210, 297],
-    "printed": [
-        {"text": "BULLETIN D'INSCRIPTION", "mm": [30, 30], "size_mm": 8, "bold": True},
-        {"text": "Association sportive - saison 2026", "mm": [30, 42], "size_mm": 4},
-        {"text": "Cadre réservé à l'administration", "mm": [20, 250], "size_mm": 3.5},
-    ],
-    "rules": [[15, 50, 195, 50], [15, 240, 195, 240]],
-    "boxes": [[150, 255, 40, 25]],
-    "fields": [
-        {"name": "PRENOM", "label": "Prénom", "label_mm": [25, 70], "value_mm": [25, 73, 120, 14], "box": True},
-        {"name": "NOM", "label": "Nom de famille", "label_mm": [25, 105], "value_mm": [25, 108, 150, 14], "box": True},
-        {"name": "DATE", "label": "Né(e) le", "label_mm": [25, 140], "value_mm": [25, 143, 70, 14], "kind": "date",
-         "box": True, "slashes_mm": [21, 44]},
-        {"name": "VILLE", "label": "Ville", "label_mm": [110, 140], "value_mm": [110, 143, 80, 14], "box": True, "fill": False},
-    ],
-}
+TEMPLATES = DEFAULT_TEMPLATE_DIR.parent
+
+# A second form (boxed fields, labels above the boxes, printed date separators), bundled as an
+# example template and used by the boxed-form benchmark sets (README, "Accuracy and speed").
+SECOND_LAYOUT = json.loads((TEMPLATES / "inscription-b" / "template.json").read_text(encoding="utf-8"))["layout"]
 
 
 def write_mixed_files(root: Path, page: np.ndarray) -> None:

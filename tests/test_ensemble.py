@@ -149,6 +149,24 @@ def test_confidence_is_the_posterior_with_the_names_prior_counted_once():
     assert odds == pytest.approx(math.exp(lexicon.prior("MARTIN")) * even.confidence / (1 - even.confidence), rel=0.05)
 
 
+def test_a_dates_confidence_is_its_values_whatever_the_spacing_of_its_readings():
+    # A boxed date with its printed slashes erased: the gaps may or may not be read as spaces,
+    # so the same date comes as `18 11 2010`, `1811 2010`, `18112010`... The value is sure; each
+    # spelling holds only part of it. The last digit leaves a little room for 2016.
+    gap = {" ": 0.5}
+    steps = _spelled("18") + [gap] + _spelled("11") + [gap] + _spelled("201") + [{"0": 0.9, "6": 0.05}, {}]
+    probs = _probs_for(steps)
+    reader = FieldReader(_predictor(probs), second_opinion="always", second=_predictor(probs), decoder="beam")
+    crop = [np.zeros((10, 10), np.uint8)]
+    (date,), _ = reader.predict(crop, ["date"])
+    assert make_field("DATE", "date", date.text, date.confidence).text == "2010-11-18"
+    assert date.confidence > 0.95  # about P(2010): the spellings' shares summed
+    # A name's spellings are different names: its text keeps its own share.
+    name_steps = _spelled("D") + [{" ": 0.5}] + _spelled("'ARC")
+    (name,), _ = FieldReader(_predictor(_probs_for(name_steps)), second_opinion="off", decoder="beam").predict(crop, ["name"])
+    assert name.text in ("D 'ARC", "D'ARC") and name.confidence < 0.6
+
+
 def test_a_closed_list_of_values_wins_over_a_free_reading():
     probs = _probs_for(_spelled("GEME", {0: {"G": 0.6, "6": 0.3}}))
     reader = FieldReader(_predictor(probs), second_opinion="off")

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from formreader.errors import ModelError
+from formreader.fields import normalize_value
 from formreader.recognize import grammar
 from formreader.recognize.decoding import (
     Lexicon,
@@ -68,6 +69,7 @@ SECOND_STAGE = "recognize: second opinion"  # a part of "recognize", reported on
 EXPERT_STAGE = "recognize: field experts"  # likewise
 BUNDLED_EXPERTS = (Path(__file__).resolve().parents[1] / "assets" / "models" / "crnn_dates.onnx",)
 ALTERNATIVES = 10  # readings; several may normalize to one value (fields.make_field keeps 5)
+VALUE_KINDS = ("date",)  # field kinds whose confidence is their value's, not their text's (_value_belief)
 PROPOSE_FROM = 3  # grammar and lexicon look around this many best candidates
 # Crops whose candidates are scored in one CTC pass: enough to share its per-step cost, few enough
 # to bound its memory (steps x candidates x states: about 13 MB for 32 name crops).
@@ -307,10 +309,25 @@ class FieldReader:
             # (`SEME` for 5EME, `CEZ` for CE2) is a letter/digit confusion, not a rival value.
             pool = valid if field.choices and valid else ranked
             total = np.logaddexp.reduce(np.array([s.belief for s in pool]))
-            confidence = math.exp(chosen.belief - total)
+            confidence = math.exp(self._value_belief(chosen, pool, field.kind) - total)
         else:
             confidence = math.exp(sum(chosen.logps))
         return Reading(chosen.text, float(min(max(confidence, 0.0), 1.0)), raw.text, tuple(others))
+
+
+    @staticmethod
+    def _value_belief(chosen: _Scored, pool: list[_Scored], kind: str) -> float:
+        """log P(the chosen value), up to the same constant as the beliefs. A date is one value
+        written many ways (`18 11 2010`, `1811 2010`, `18/11/2010`: on a boxed form with printed
+        separators the spacing varies), so its share sums every reading of that value; on 100
+        such hard pages that took the dates kept at 98% right from 27% to 79%. A name keeps its
+        own text's share: summing names that normalize alike ranked dev val worse (kept at 98%
+        with the label errors fixed 77.3% -> 75.0%)."""
+        if kind not in VALUE_KINDS:
+            return chosen.belief
+        value = normalize_value(kind, chosen.text)[0]
+        return float(np.logaddexp.reduce(np.array(
+            [s.belief for s in pool if s.text == chosen.text or normalize_value(kind, s.text)[0] == value])))
 
 
 def load_reader(model_path: Path | None = None, settings: RecognizerSettings = RecognizerSettings()) -> FieldReader:
