@@ -314,7 +314,6 @@ class FieldReader:
             confidence = math.exp(sum(chosen.logps))
         return Reading(chosen.text, float(min(max(confidence, 0.0), 1.0)), raw.text, tuple(others))
 
-
     @staticmethod
     def _value_belief(chosen: _Scored, pool: list[_Scored], kind: str) -> float:
         """log P(the chosen value), up to the same constant as the beliefs. A date is one value
