@@ -63,7 +63,9 @@ def test_speed_benchmark_generates_a_mixed_set_and_reports(tmp_path: Path, share
         assert tess["speedup"] == pytest.approx(tess["tesseract_seconds"] / tess["formreader_seconds"], rel=0.01)
     else:
         assert "skipped" in tess
-    assert "not measured" in report["cuda"]
+    rec = report["recognizer"]
+    assert rec["crops"] == cpu["crops"] and rec["crops_per_s"] > 0 and rec["providers"] == ["CPUExecutionProvider"]
+    assert "not measured" in report["cuda"] and "CPUExecutionProvider" in report["cuda"]
     assert "decode only" in result.output and "vs decode" in result.output
 
 

@@ -192,9 +192,10 @@ def scan_fresh(files: list[Path], settings: SpeedSettings) -> dict:
 
 # --- CPU per stage ------------------------------------------------------------------------------
 
-def stage_cpu(files: list[Path], settings: SpeedSettings, max_pages: int = 40) -> dict:
+def stage_cpu(files: list[Path], settings: SpeedSettings, max_pages: int = 40) -> tuple[dict, list]:
     """CPU ms per page of each stage, one thread, on the first pages: a machine's load stretches
-    wall times, hardly CPU times. Ingest counts poppler's CPU too (its processes are reaped)."""
+    wall times, hardly CPU times. Ingest counts poppler's CPU too (its processes are reaped).
+    Also returns the pages' field crops, for `recognizer_speed`."""
     import cv2 as _cv2
 
     from formreader.align import Aligner
@@ -239,7 +240,34 @@ def stage_cpu(files: list[Path], settings: SpeedSettings, max_pages: int = 40) -
         spent["recognize"] += _cpu() - c0  # normalization, model and decoding
     finally:
         _cv2.setNumThreads(threads)
-    return {"pages": pages, "crops": len(crops), **{k: round(1000 * v / max(pages, 1), 1) for k, v in spent.items()}}
+    return {"pages": pages, "crops": len(crops), **{k: round(1000 * v / max(pages, 1), 1) for k, v in spent.items()}}, crops
+
+
+def recognizer_speed(crops: list, settings: SpeedSettings) -> dict:
+    """Crops per second through the reader `formreader scan` loads, on its device and threads.
+
+    A first batch runs untimed: on CUDA it loads the kernels and lets cuDNN pick its algorithms."""
+    from formreader.config import load_config
+    from formreader.recognize.ensemble import load_reader
+    from formreader.recognize.grammar import Grammar
+
+    cfg = load_config(settings.config, {})
+    reader = load_reader(cfg.model, cfg.recognizer())
+    images, grammars = [c.image for c in crops], [Grammar(c.kind, c.choices) for c in crops]
+    warm = reader.batch_size
+    reader.predict(images[:warm], grammars[:warm])
+    start = time.perf_counter()
+    reader.predict(images, grammars)
+    seconds = time.perf_counter() - start
+    return {"device": cfg.device, "providers": reader.providers, "crops": len(images),
+            "seconds": round(seconds, 3), "crops_per_s": round(len(images) / seconds, 1) if seconds > 0 else 0.0}
+
+
+def cuda_summary(recognizer: dict, scan: Measure) -> dict | str:
+    """The CUDA figures the issue asks for, or why there are none."""
+    if "CUDAExecutionProvider" not in recognizer["providers"]:
+        return f"not measured (the recognizers ran on {', '.join(recognizer['providers'])}; --device cuda on a GPU machine)"
+    return {"scan_pages_per_s": round(scan.pages_per_s, 3), "crops_per_s": recognizer["crops_per_s"]}
 
 
 # --- start-up ----------------------------------------------------------------------------------
@@ -335,7 +363,9 @@ def run_speed(inputs: list[Path], settings: SpeedSettings = SpeedSettings(), on_
                      (decode_before.cpu_seconds + decode_after.cpu_seconds) / 2,
                      decode_before.peak_rss_mb)  # later, the scan process is among the children too
     say("CPU per stage")
-    cpu_stages = stage_cpu(files, settings)
+    cpu_stages, crops = stage_cpu(files, settings)
+    say("recognizer crops/s")
+    recognizer = recognizer_speed(crops, settings)
     say("start-up")
     one_page = next((f for f in files if f.suffix.lower() in IMAGE_SUFFIXES), files[0])
     start = startup(one_page, settings)
@@ -365,7 +395,8 @@ def run_speed(inputs: list[Path], settings: SpeedSettings = SpeedSettings(), on_
         "stage_cpu_ms_per_page": cpu_stages,
         "startup": {k: round(v, 3) for k, v in start.items()},
         "tesseract": {k: round(v, 3) if isinstance(v, float) else v for k, v in tess.items()} if tess else None,
-        "cuda": "not measured (no GPU)",
+        "recognizer": recognizer,
+        "cuda": cuda_summary(recognizer, scan_measure),
     }
     return report
 
@@ -427,7 +458,12 @@ def speed_table(report: dict):
                         f"{t['formreader_pages_per_s']:.2f} pages/s = {t['speedup']:.1f}x")
     elif t:
         details.add_row("tesseract", t["skipped"])
-    details.add_row("CUDA", report["cuda"])
+    r = report["recognizer"]
+    details.add_row(f"recognizer alone, {r['crops']} crops ({'/'.join(p.removesuffix('ExecutionProvider') for p in r['providers'])})",
+                    f"{r['crops_per_s']:.0f} crops/s")
+    cuda = report["cuda"]
+    details.add_row("CUDA", cuda if isinstance(cuda, str) else
+                    f"scan {cuda['scan_pages_per_s']:.2f} pages/s, recognizer {cuda['crops_per_s']:.0f} crops/s")
     return Group(main, details)
 
 

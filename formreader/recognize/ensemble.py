@@ -160,6 +160,13 @@ class FieldReader:
     def batch_size(self) -> int:
         return self.primary.batch_size
 
+    @property
+    def providers(self) -> list[str]:
+        """The onnxruntime providers its models' sessions use (a model without one adds none)."""
+        models = [self.primary, *([self.second] if self.second else []), *(e for e, _ in self.experts)]
+        names = [name for m in models for name in getattr(m.model, "providers", [])]
+        return list(dict.fromkeys(names))
+
     def __call__(self, crops: list[np.ndarray]) -> list[Reading]:
         return self.predict(crops)[0]
 
