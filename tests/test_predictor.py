@@ -115,3 +115,13 @@ def test_auto_device_falls_back_to_cpu_quietly(tiny_model: Path, capfd):
     predictor([crop(100)])
     assert "CPUExecutionProvider" in predictor.model.providers
     assert "error" not in capfd.readouterr().err.lower()
+
+
+def test_cuda_sessions_pick_convolution_algorithms_without_timing_each_shape():
+    # Crops change width on nearly every run: an exhaustive cuDNN search per shape made CUDA slower
+    # than the CPU (MODEL.md).
+    from formreader.recognize.predictor import _providers
+
+    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert _providers("cuda", both) == [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
+    assert _providers("cpu", both) == ["CPUExecutionProvider"]

@@ -231,7 +231,15 @@ def make_session(model_path: Path, device: str = "auto", threads: int = 0):
     return session
 
 
-def _providers(device: str, available: list[str]) -> list[str]:
+# cuDNN's default EXHAUSTIVE search times every convolution algorithm for each new input shape, and
+# field crops change width (and batches their size) on nearly every run. With it, a scan on an H200
+# ran 7.6x slower than on that machine's CPU (MODEL.md). PaddleOCR and PaddleX traced the same
+# slowdown of their PP-OCR recognizers to that search and ship HEURISTIC, which picks an algorithm
+# per shape without timing them. Not yet measured here on a GPU.
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
+
+
+def _providers(device: str, available: list[str]) -> list[str | tuple[str, dict]]:
     if device not in ("auto", "cpu", "cuda"):
         raise ModelError(f"unknown device {device!r} (choose auto, cpu or cuda)")
     if device == "cpu" or "CUDAExecutionProvider" not in available:
@@ -240,7 +248,7 @@ def _providers(device: str, available: list[str]) -> list[str]:
         return ["CPUExecutionProvider"]
     if device == "auto" and not _cuda_libraries_load():
         return ["CPUExecutionProvider"]
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [("CUDAExecutionProvider", CUDA_OPTIONS), "CPUExecutionProvider"]
 
 
 def _cuda_libraries_load() -> bool:
