@@ -24,15 +24,27 @@ def _colon(img: np.ndarray, x: int, top: tuple[int, int, int], bottom: tuple[int
 def test_a_printed_colon_ends_the_prefix_but_an_i_does_not():
     crop = np.full((31, 280), 255, np.uint8)
     cv2.putText(crop, "NOM", (4, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 0, 1)
-    _colon(crop, 50, (11, 3, 3), (18, 3, 3))  # equal dots: a colon
+    _colon(crop, 38, (15, 3, 3), (20, 3, 3))  # equal dots spanning the x-height, near the M: a colon
     cv2.putText(crop, "PAUL", (120, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 0, 2)
-    assert find_prefix_end(crop) == 53
+    assert find_prefix_end(crop) == 41
 
     name = np.full((31, 280), 255, np.uint8)
     cv2.putText(name, "VALER", (4, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 0, 2)
     _colon(name, 103, (11, 4, 3), (16, 3, 6))  # a dot over a stem twice as tall: an i
     cv2.putText(name, "US", (120, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 0, 2)
     assert find_prefix_end(name) is None
+
+    # Equal dots after a capital, but as tall as it and as far from it as the letters are apart:
+    # a handwritten i among capitals (RiCHARD), not a label's colon.
+    tall = np.full((31, 280), 255, np.uint8)
+    cv2.putText(tall, "R", (4, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 0, 2)
+    _colon(tall, 34, (9, 3, 4), (18, 3, 5))
+    cv2.putText(tall, "CHARD", (50, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 0, 2)
+    assert find_prefix_end(tall) is None
+    small = tall.copy()  # the same capital with a colon of its x-height: a label
+    small[:, 30:40] = 255
+    _colon(small, 24, (14, 3, 3), (20, 3, 3))
+    assert find_prefix_end(small) == 27
 
 
 class _FakeReader:

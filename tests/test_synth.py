@@ -97,8 +97,8 @@ def test_kaggle_crops_lose_their_printed_prefix(shared_dir):
     # A crop made of "NOM :" then a name: the cleaned ink starts right of the colon.
     img = np.full((40, 300), 255, np.uint8)
     cv2.putText(img, "NOM", (4, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 0, 2)
-    cv2.rectangle(img, (52, 14), (55, 17), 0, -1)
-    cv2.rectangle(img, (52, 24), (55, 27), 0, -1)
+    cv2.rectangle(img, (44, 19), (47, 21), 0, -1)  # a colon spans the x-height, next to the M
+    cv2.rectangle(img, (44, 25), (47, 27), 0, -1)
     cv2.putText(img, "PAUL", (150, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 0, 2)
     cleaned = clean_name_crop(img)
     assert cleaned is not None and cleaned.shape[1] < 100  # only PAUL is left
