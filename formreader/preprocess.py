@@ -268,7 +268,7 @@ def find_prefix_end(image: np.ndarray) -> int | None:
 
 def _prefix_end(gray: np.ndarray, components: tuple) -> int | None:
     h, w = gray.shape
-    mask, n, st, cen = components
+    _, n, st, cen = components
     limit = max(3, h * 0.2)
     dots = [
         i for i in range(1, n)
