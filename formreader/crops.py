@@ -8,28 +8,24 @@ A crop cut without a template may also hold a neighbouring line of the form (Kag
 Read whole, such a crop gives a reading nobody believes; read line by line, one line is the
 field's. So a crop read with confidence below `LINE_RETRY_BELOW` that holds several main lines of
 text (`preprocess.main_lines`: not the cut-off foot of a neighbour) is read again one line at a
-time, and the surest valid line reading (never a printed label word) replaces the whole one.
+time, and the surest valid line reading replaces the whole one.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from formreader.fields import make_field, normalize_name
+from formreader.fields import make_field
 from formreader.preprocess import blank_confidence, main_lines, strip_prefix
 from formreader.recognize import grammar as grammars
 from formreader.recognize.ensemble import FieldReader
 from formreader.recognize.predictor import Predictor, Reading
 from formreader.records import FieldResult, Timings
 
-# A crop read across two lines gets < 0.001; one whose small printed label sits over the writing
-# (`PRENOM` over `Océane`) is shrunk to fit both and read doubtfully (0.2-0.5). Read line by
-# line, the label's own line must never win (SOPHIE -> PRENOM: 26 such breaks in 2,785 unlabelled
-# crops at 0.1, when label words could): LABEL_WORDS. Retrying below 0.5: dev train 91.7% / 2.17%
-# -> 91.9% / 1.98%; dev val 86.7% / 4.49% -> 86.7% / 4.24% (MODEL.md).
-LINE_RETRY_BELOW = 0.5
-# The printed labels of the forms such crops are cut from: never a field's value.
-LABEL_WORDS = frozenset({"NOM", "NOMS", "PRENOM", "PRENOMS", "CODE", "RNE", "UAI", "DATE", "NAISSANCE", "CLASSE"})
+# Below this the models believe nothing they read (a crop read across two lines: < 0.001).
+# Higher, right but doubtful names lose to the printed label's line (SOPHIE -> PRENOM): 26 such
+# breaks in 2,785 unlabelled crops at 0.1, none seen at 0.005 (MODEL.md has the census).
+LINE_RETRY_BELOW = 0.005
 LINE_PAD = 2  # pixels kept above and below a line's ink
 
 
@@ -77,6 +73,6 @@ def _retry_by_line(images: list[np.ndarray], readings: list[Reading], predictor:
     out = list(readings)
     field = grammars.of(kind)
     for i, reading in zip(owner, again):
-        if field.is_valid(reading.text) and normalize_name(reading.text) not in LABEL_WORDS and reading.confidence > out[i].confidence:
+        if field.is_valid(reading.text) and reading.confidence > out[i].confidence:
             out[i] = reading
     return out

@@ -83,17 +83,6 @@ def test_a_doubtful_crop_of_two_lines_is_read_line_by_line():
     assert result.text == "PEZOT" and result.confidence == 0.6  # the valid line, not the surer digits
 
 
-def test_a_line_that_reads_as_a_printed_label_never_wins():
-    class LabelOverName(_FakeReader):  # the label's line reads surer than the writing's
-        def predict(self, crops, kinds):
-            out, timings = super().predict(crops, kinds)
-            return [Reading("PRÉNOM", 0.99) if r.text == "0908585" else r for r in out], timings
-
-    reader = LabelOverName(whole_confidence=0.3)
-    (result,), _ = read_crops([_two_lines()], reader, "name")
-    assert reader.calls == [1, 2] and result.text == "PEZOT"
-
-
 def test_the_cut_off_foot_of_a_neighbouring_line_is_not_a_line_to_retry():
     crop = np.vstack([np.full((8, 300), 255, np.uint8), _two_lines()])
     cv2.line(crop, (20, 0), (250, 0), 0, 2)  # the foot of a line above, cut by the crop's edge
