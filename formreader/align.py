@@ -53,6 +53,10 @@ class Alignment:
 @dataclass(frozen=True)
 class AlignerSettings:
     features: int = 600  # ORB keypoints on the page
+    # A page the first try cannot register gets one denser try: on a page scanned at another
+    # resolution the handful of matches among 600 keypoints can fall short, while 2400 find them.
+    # Only failing pages pay for it.
+    retry_features: int = 2400
     template_features: int = 1000
     ratio: float = 0.8
     min_inliers: int = 12
@@ -85,7 +89,14 @@ class Aligner:
             # ORB's pyramid cannot be built on a sliver (OpenCV 5 raises instead of finding nothing).
             return Alignment(0.0, False, note=f"page too small to align ({page.shape[1]}x{page.shape[0]} px)")
         small = _shrink(page, k_p)
-        kp, des = self._orb(self.settings.features).detectAndCompute(small, None)
+        first = self._register(page, small, k_p, self.settings.features)
+        if first.ok or self.settings.retry_features <= self.settings.features:
+            return first
+        second = self._register(page, small, k_p, self.settings.retry_features)
+        return second if (second.ok, second.score) > (first.ok, first.score) else first
+
+    def _register(self, page: np.ndarray, small: np.ndarray, k_p: int, features: int) -> Alignment:
+        kp, des = self._orb(features).detectAndCompute(small, None)
         if des is None or self._des_t is None or len(kp) < self.settings.min_inliers:
             return Alignment(0.0, False, note="no features found on page")
         pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(des, self._des_t, k=2)

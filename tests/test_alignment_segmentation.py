@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from formreader.align import Aligner
+from formreader.align import Aligner, AlignerSettings
 from formreader.preprocess import FAINT_BLANK_CONFIDENCE
 from formreader.render import template_from_layout
 from formreader.segment import cut_fields
@@ -103,3 +104,13 @@ def test_a_blank_form_scanned_badly_stays_surely_blank(template: Template):
     result = Aligner(template).align(scanned)
     assert result.ok
     assert all(c.blank_confidence == 1.0 for c in cut_fields(result, template))
+
+
+def test_a_page_the_first_try_cannot_register_gets_a_denser_try(template: Template, handwriting_fonts: Path):
+    # Too few keypoints on the first try (a stand-in for the real case: a 150 dpi scan whose 600
+    # keypoints gave 18 matches and 3 consistent ones); the denser retry registers the page.
+    page = scan(fill(template, VALUES), PERTURBATIONS["150dpi rot+3 noisy"], seed=1)
+    sparse = AlignerSettings(features=30, retry_features=0)
+    assert not Aligner(template, sparse).align(page).ok
+    retried = Aligner(template, replace(sparse, retry_features=2400)).align(page)
+    assert retried.ok and retried.score > 0.8
