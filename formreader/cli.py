@@ -190,7 +190,7 @@ def template_create(
     with _exit_codes():
         tpl = create_template(blank, layout, dpi)
         tpl.save(out)
-    err.print(f"template [bold]{tpl.name}[/] with fields {', '.join(tpl.layout.field_names)} written to {out}")
+    err.print(f"template [bold]{escape(tpl.name)}[/] with fields {escape(', '.join(tpl.layout.field_names))} written to {escape(str(out))}")
 
 
 @template_app.command("show")

@@ -81,6 +81,23 @@ def test_scan_with_nothing_to_read(tmp_path: Path):
     assert result.exit_code == 2 and "no PDF or image" in result.output
 
 
+def test_a_failed_file_is_named_as_it_is_spelled(tmp_path: Path, tiny_model: Path):
+    # Brackets in file names are not console markup, and no markup leaks into the messages.
+    bad = tmp_path / "scan [draft].png"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "results [v2].csv"
+    result = runner.invoke(app, ["scan", str(bad), "--out", str(out), "--model", str(tiny_model), "--second-opinion", "off"])
+    assert result.exit_code == 1, result.output
+    text = "".join(result.output.split())  # rich wraps long lines, even inside a word
+
+    def shown(message: str) -> bool:
+        return "".join(message.split()) in text
+
+    assert shown(f"failed {bad} page 1: not an image"), result.output
+    assert shown(f"formreader scan → {out}") and out.exists(), result.output
+    assert "[red]" not in text and "[/]" not in text, result.output
+
+
 def test_second_template_end_to_end(tmp_path: Path, tiny_model: Path):
     layout_path = tmp_path / "layout.json"
     layout_path.write_text(json.dumps(SECOND_LAYOUT))

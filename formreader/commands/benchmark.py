@@ -73,7 +73,8 @@ def run_benchmark(
     console.print(speed_table(report))
     if report_path is not None:
         files = report["files"]
-        console.print(f"report → {report_path}\nplots → {files['fields_png']}, {files['coverage_png']}\nworst errors → {files['errors_html']}")
+        console.print(f"report → {report_path}\nplots → {files['fields_png']}, {files['coverage_png']}\nworst errors → {files['errors_html']}",
+                      markup=False)
     return BenchmarkOutcome(report, run)
 
 
@@ -98,7 +99,7 @@ def run_speed_benchmark(folder: Path, cfg: Config, report_path: Path | None = No
     if report_path is not None:
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(report_path), json.dumps(report, indent=2) + "\n")
-        console.print(f"report → {report_path}")
+        console.print(f"report → {report_path}", markup=False)
     return report
 
 

@@ -42,7 +42,7 @@ def run_read(inputs: list[Path], out: Path, cfg: Config, kind: str = "name", con
     failed = sum(1 for r in rows if r["error"])
     doubtful = sum(1 for r in rows if r["needs_review"] and not r["error"])
     console.print(f"{len(rows)} crops read in {seconds:.2f} s ({len(rows) / max(seconds, 1e-9):.0f} crops/s), "
-                  f"{doubtful} need review (confidence < {cfg.review_threshold:g} or invalid), {failed} failed → {out}")
+                  f"{doubtful} need review (confidence < {cfg.review_threshold:g} or invalid), {failed} failed → {out}", markup=False)
     return failed
 
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from formreader.config import Config
 from formreader.errors import ConfigError, InputError
@@ -94,7 +96,7 @@ def run_scan(inputs: list[Path | str], out: Path, cfg: Config, crops_dir: Path |
     if resume:
         journal = ScanJournal(journal_path(out), _resume_settings(cfg, template, crops_dir, field_names)).open()
     elif journal_path(out).exists():
-        console.print(f"[yellow]note:[/] {journal_path(out)} holds the finished files of an interrupted scan; "
+        console.print(f"[yellow]note:[/] {escape(str(journal_path(out)))} holds the finished files of an interrupted scan; "
                       "add --resume to continue it instead of starting over")
     try:
         table = _scan_files(files, keys, journal, _scanner(template, cfg, crops_dir), field_names, console)
@@ -108,9 +110,10 @@ def run_scan(inputs: list[Path | str], out: Path, cfg: Config, crops_dir: Path |
     console.print(summary_table(summary, out))
     failures = [r for r in table.rows if r.get("error")]
     for r in failures[:MAX_FAILURES_LISTED]:
-        console.print(f"[red]failed[/] {r['file']} page {r['page']}: {r['error']}", markup=False, highlight=False)
+        # Text, not markup: a file name or an error may hold brackets that markup would eat.
+        console.print(Text.assemble(("failed", "red"), f" {r['file']} page {r['page']}: {r['error']}"), highlight=False)
     if len(failures) > MAX_FAILURES_LISTED:
-        console.print(f"… and {len(failures) - MAX_FAILURES_LISTED} more failed pages (see the error column of {out})")
+        console.print(f"… and {len(failures) - MAX_FAILURES_LISTED} more failed pages (see the error column of {out})", markup=False)
     return summary
 
 
@@ -186,7 +189,7 @@ def _progress(console: Console) -> Progress:
 
 
 def summary_table(summary: ScanSummary, out: Path) -> Table:
-    table = Table(title=f"formreader scan → {out}", show_header=False)
+    table = Table(title=f"formreader scan → {escape(str(out))}", show_header=False)
     table.add_row("files", str(summary.files) + (f" ({summary.resumed_files} from the resume journal)" if summary.resumed_files else ""))
     table.add_row("pages", str(summary.pages))
     table.add_row("failed pages", f"[red]{summary.failed}[/]" if summary.failed else "0")

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -80,7 +81,7 @@ def run_synth(
     counts = {fmt: sum(1 for f in summary.files if f.suffix == f".{fmt}") for fmt in spec.formats}
     console.print(
         f"{summary.pages} pages in {len(summary.files)} files ({', '.join(f'{n} {k}' for k, n in counts.items())}; "
-        f"{size:.1f} MB) in {seconds:.1f} s, preset [bold]{preset_name}[/], names {names}, digits {digits} → {out}\n"
-        f"truth → {summary.truth}"
+        f"{size:.1f} MB) in {seconds:.1f} s, preset [bold]{preset_name}[/], names {escape(str(names))}, digits {escape(str(digits))} → {escape(str(out))}\n"
+        f"truth → {escape(str(summary.truth))}"
     )
     return summary
