@@ -33,6 +33,23 @@ template_app = typer.Typer(help="Build and inspect form templates.", no_args_is_
 app.add_typer(template_app, name="template")
 err = Console(stderr=True)
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version  # only when asked: start-up stays lean
+
+        typer.echo(f"formreader {version('formreader')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[bool, typer.Option("--version", help="Print the installed version and exit.",
+                                               callback=_version, is_eager=True)] = False,
+) -> None:
+    # Options of the command itself; the app's help text stays the one given to typer.Typer above.
+    pass
+
+
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML settings file (defaults < file < options).", exists=True, dir_okay=False)]
 TemplateOpt = Annotated[Optional[Path], typer.Option("--template", "-t", help="Template folder (default: bundled fiche-a).", file_okay=False)]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="ONNX recognizer (default: bundled CRNN).", dir_okay=False)]

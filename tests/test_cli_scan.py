@@ -130,6 +130,13 @@ def test_help_teaches_with_examples():
     assert result.exit_code == 0 and "formreader scan ./scans --out results.csv" in result.output
 
 
+def test_version_is_the_installed_one():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"formreader {version('formreader')}"
+
+
 def test_read_crops(tmp_path: Path, tiny_model: Path):
     img = fill(Template.load(), VALUES)[540:660, 300:1400]
     cv2.imwrite(str(tmp_path / "c1.png"), img)
