@@ -33,6 +33,7 @@ template_app = typer.Typer(help="Build and inspect form templates.", no_args_is_
 app.add_typer(template_app, name="template")
 err = Console(stderr=True)
 
+
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import version  # only when asked: start-up stays lean
@@ -95,8 +96,8 @@ def _crash(exc: BaseException, hint: str = "") -> typer.Exit:
         where = "traceback follows"
         sys.stderr.write(text)
     first = (str(exc).strip().splitlines() or [""])[0][:300]
-    err.print(f"[bold red]formreader crashed[/] ({type(exc).__name__}: {first}); this is a bug, please report it; "
-              f"{where}{hint}", markup=True, highlight=False)
+    err.print(f"[bold red]formreader crashed[/] ({type(exc).__name__}: {escape(first)}); this is a bug, please report it; "
+              f"{escape(where)}{hint}", highlight=False)
     return typer.Exit(EXIT_CRASH)
 
 

@@ -104,7 +104,7 @@ def test_a_crash_has_its_own_exit_code_and_a_traceback_file(tmp_path: Path, form
     (tmp_path / "f.png").write_bytes(form_png)
 
     def boom(*args, **kwargs):
-        raise ZeroDivisionError("simulated bug")
+        raise ZeroDivisionError("simulated bug in [draft]")  # brackets: not console markup
 
     monkeypatch.setattr("formreader.pipeline.Scanner.scan", boom)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
@@ -113,7 +113,7 @@ def test_a_crash_has_its_own_exit_code_and_a_traceback_file(tmp_path: Path, form
     monkeypatch.setattr(tempfile, "tempdir", None)  # TMPDIR is read again
     result = runner.invoke(app, ["scan", str(tmp_path / "f.png"), "--out", str(tmp_path / "r.csv"), "--model", str(tiny_model)])
     assert result.exit_code == 3, result.output
-    assert "crashed (ZeroDivisionError: simulated bug)" in _said(result) and "traceback in" in _said(result)
+    assert "crashed (ZeroDivisionError: simulated bug in [draft])" in _said(result) and "traceback in" in _said(result)
     (log,) = tmp_path.glob("formreader-crash-*.log")
     assert "Traceback" in log.read_text() and "simulated bug" in log.read_text()
     assert not (tmp_path / "r.csv").exists()
