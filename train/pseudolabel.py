@@ -66,7 +66,6 @@ def ensemble_readings(model: Path, paths: list[Path], root: Path, partial: Path,
     not agree with both anyway (IDENTITY stays empty, CONFIDENCE 0). Rows are appended to
     `partial` chunk by chunk, and a re-run skips the crops already there (long runs resume).
     """
-    from formreader.recognize import grammar
     from formreader.recognize.ensemble import load_reader
     from formreader.recognize.predictor import RecognizerSettings
 
@@ -81,15 +80,17 @@ def ensemble_readings(model: Path, paths: list[Path], root: Path, partial: Path,
     for chunk, images in _images(todo):
         crnn, _ = reader.primary.probabilities(images)
         ppocr, _ = reader.second.probabilities(images)
+        experts = [[reader.folders[0](p1), reader.folders[1](p2)] for p1, p2 in zip(crnn, ppocr)]
+        own = [(_greedy(e[0], reader.alphabet), _greedy(e[1], reader.alphabet)) for e in experts]
+        agree = [i for i, (a, b) in enumerate(own) if a == b]
+        # what the run-time reader returns for these crops
+        teacher = dict(zip(agree, reader.decode([experts[i] for i in agree], ["name"] * len(agree))))
         rows = []
-        for path, p1, p2 in zip(chunk, crnn, ppocr):
-            experts = [reader.folders[0](p1), reader.folders[1](p2)]
-            own = _greedy(experts[0], reader.alphabet), _greedy(experts[1], reader.alphabet)
+        for i, path in enumerate(chunk):
             text, confidence = "", 0.0
-            if own[0] == own[1]:
-                reading = reader._decode(experts, grammar.of("name"))  # what the run-time reader returns for this crop
-                text, confidence = name_form(reading.text), round(reading.confidence, 4)
-            rows.append((path.name, text, confidence, lexicon is not None and text in lexicon, *own))
+            if i in teacher:
+                text, confidence = name_form(teacher[i].text), round(teacher[i].confidence, 4)
+            rows.append((path.name, text, confidence, lexicon is not None and text in lexicon, *own[i]))
         pd.DataFrame(rows, columns=ENSEMBLE_COLUMNS).to_csv(partial, mode="a", header=not partial.exists(), index=False)
         done.update(p.name for p in chunk)
         print(f"  {len(done)}/{len(paths)} crops read", flush=True)

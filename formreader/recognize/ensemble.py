@@ -225,6 +225,12 @@ class FieldReader:
 
     # --- decoding: per crop, with the candidates of all crops scored together ----------------
 
+    def decode(self, probabilities: list[list[np.ndarray]], kinds: Sequence[str | grammar.Grammar]) -> list[Reading]:
+        """Readings from probabilities already computed: per crop, its models' outputs folded onto
+        `alphabet` (`folders[k](probs)`), in the order primary (or expert), second. A teacher that
+        also needs each model's own reading calls the models once and decodes here."""
+        return self._decode_all(probabilities, [grammar.of(k) for k in kinds])
+
     def _decode_all(self, experts: list[list[np.ndarray]], fields: Sequence[grammar.Grammar]) -> list[Reading]:
         """Each crop's reading from its models' folded probabilities, under its field's grammar."""
         return [r for at in range(0, len(experts), DECODE_GROUP)
