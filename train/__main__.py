@@ -117,8 +117,10 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("export", help="write the ONNX model with formreader metadata")
     p.add_argument("--run", required=True, help="run folder holding config.json and weights")
-    p.add_argument("--weights", default="last.weights.h5")
-    p.add_argument("--output", default=str(DEFAULT_MODEL))
+    p.add_argument("--weights", default="last.weights.h5",
+                   help="weights file inside the run folder, e.g. best.weights.h5 (default: the last epoch)")
+    p.add_argument("--output", default=str(DEFAULT_MODEL),
+                   help="ONNX file to write (default: the shipped model, which it replaces)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("restore", help="rebuild trainable Keras weights from an exported ONNX model")
