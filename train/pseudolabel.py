@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formreader.recognize.decoding import beam_decode
+from formreader.recognize.decoding import beam_decode, greedy_text
 from train import sources
 from train.evaluate import OnnxReader, resolve_lexicon
 from train.metrics import name_form
@@ -50,10 +50,7 @@ def crnn_readings(model: Path, paths: list[Path], root: Path) -> pd.DataFrame:
 
 
 def _greedy(probs: np.ndarray, alphabet: str) -> str:
-    best = probs.argmax(axis=1)
-    keep = np.ones(len(best), bool)
-    keep[1:] = best[1:] != best[:-1]
-    return name_form("".join(alphabet[k - 1] for k in best[keep] if k != 0))
+    return name_form(greedy_text(probs, alphabet))
 
 
 ENSEMBLE_COLUMNS = ["FILENAME", "IDENTITY", "CONFIDENCE", "IN_LEXICON", "CRNN", "PPOCR"]

@@ -41,6 +41,12 @@ def greedy_decode_batch(probs: np.ndarray, alphabet: str, blank: int = 0) -> lis
     return [("".join(alphabet[k - 1] for k in ids), float(np.exp(lp))) for ids, lp in zip(labels, logp)]
 
 
+def greedy_text(probs: np.ndarray, alphabet: str, blank: int = 0) -> str:
+    """Best-path text of one (T, C) crop without its confidence, for callers that only compare
+    or propose texts (a confidence costs a CTC forward pass)."""
+    return "".join(alphabet[k - 1] for k in _collapse(probs.argmax(axis=1), blank))
+
+
 def _collapse(path: np.ndarray, blank: int) -> list[int]:
     keep = np.ones(len(path), bool)
     keep[1:] = path[1:] != path[:-1]

@@ -50,6 +50,7 @@ from formreader.fields import normalize_value
 from formreader.recognize import grammar
 from formreader.recognize.decoding import (
     Lexicon,
+    greedy_text,
     load_lexicon,
     log_likelihoods,
     log_probs,
@@ -268,10 +269,7 @@ class FieldReader:
         # Dates and codes always get a beam: the grammar needs runner-ups to choose from
         # (reserved MNIST dates, CRNN alone: 93.2% exact from the greedy path, 94.4% from a beam).
         if len(experts) == 1 and self.decoder == "greedy" and kind not in ("date", "digits"):
-            best = experts[0].argmax(axis=1)
-            keep = np.ones(len(best), bool)
-            keep[1:] = best[1:] != best[:-1]
-            return ["".join(self.alphabet[k - 1] for k in best[keep] if k != 0)]
+            return [greedy_text(experts[0], self.alphabet)]
         texts: dict[str, None] = {}
         for probs in experts:
             for ids, _ in prefix_beam_search(probs, beam_width=self.beam_width, prune=BEAM_PRUNE):
