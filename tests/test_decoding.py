@@ -13,6 +13,7 @@ from formreader.recognize.decoding import (
     beam_decode,
     ctc_log_likelihood,
     greedy_decode,
+    greedy_text,
     log_likelihoods,
     log_probs,
     prefix_beam_search,
@@ -59,6 +60,7 @@ def _peaked(text: str, alphabet: str = ALPHABET, sharp: float = 0.9, steps_per_c
 def test_greedy_collapses_repeats_and_blanks():
     probs = _peaked("ANNE")
     assert greedy_decode(probs, ALPHABET)[0] == "ANNE"
+    assert greedy_text(probs, ALPHABET) == "ANNE"
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
