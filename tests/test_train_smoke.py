@@ -65,6 +65,15 @@ def test_export_then_formreader_reads_a_crop(tiny_run, shared, tmp_path):
     assert isinstance(readings[0].text, str) and 0.0 <= readings[0].confidence <= 1.0
 
 
+def test_export_without_output_writes_into_the_run_not_over_the_shipped_model(tiny_run, shared):
+    from train.__main__ import DEFAULT_MODEL, main
+
+    shipped = DEFAULT_MODEL.read_bytes()
+    main(["--data-root", str(shared), "export", "--run", str(tiny_run)])
+    assert (tiny_run / "model.onnx").stat().st_size > 0
+    assert DEFAULT_MODEL.read_bytes() == shipped
+
+
 @pytest.mark.parametrize("shape", [(3, 3), (5, 9), (9, 5), (12, 9), (1, 40), (40, 300)])
 def test_augment_never_returns_an_empty_crop(shape):
     import numpy as np

@@ -40,7 +40,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from train.onnx_export import export_run
 
-    export_run(Path(args.run).resolve(), Path(args.output).resolve(), args.weights, shared_root(args.data_root))
+    run = Path(args.run).resolve()
+    # The run folder by default: replacing the shipped model is a choice to name, never a default.
+    output = Path(args.output).resolve() if args.output else run / "model.onnx"
+    export_run(run, output, args.weights, shared_root(args.data_root))
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
@@ -119,8 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", required=True, help="run folder holding config.json and weights")
     p.add_argument("--weights", default="last.weights.h5",
                    help="weights file inside the run folder, e.g. best.weights.h5 (default: the last epoch)")
-    p.add_argument("--output", default=str(DEFAULT_MODEL),
-                   help="ONNX file to write (default: the shipped model, which it replaces)")
+    p.add_argument("--output", default=None,
+                   help="ONNX file to write (default: RUN/model.onnx; to ship it, name "
+                        "formreader/assets/models/crnn.onnx)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("restore", help="rebuild trainable Keras weights from an exported ONNX model")
