@@ -85,6 +85,43 @@ def test_every_labelling_of_several_crops_is_scored_in_one_pass():
     assert got == pytest.approx(np.array(expected), rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("steps", [60, 400])
+def test_likelihood_of_a_long_unlikely_labelling_is_exact(steps):
+    # Uniform outputs: every path has probability C^-T and a labelling without repeated
+    # neighbours has binom(T + L, 2L) paths. At 400 steps it scores far below the scaled pass's
+    # floor (about -1560 nats) and must come out exact, not as "impossible".
+    import math
+
+    classes, labelling = 50, [1, 2] * 5
+    logp = np.full((1, steps, classes), -math.log(classes))
+    expected = (math.lgamma(steps + len(labelling) + 1) - math.lgamma(2 * len(labelling) + 1)
+                - math.lgamma(steps - len(labelling) + 1) - steps * math.log(classes))
+    got = log_likelihoods(logp, np.zeros(2, np.int64), [labelling, [1] * 40])
+    assert got[0] == pytest.approx(expected, rel=1e-12)
+    # 40 ones need 79 steps (a blank between each two): impossible in 60, possible in 400
+    assert (got[1] <= -1e29) == (steps == 60)
+
+
+def test_a_labelling_scores_bit_for_bit_the_same_alone_or_beside_a_longer_crop():
+    short, long_ = log_probs(_random_probs(7, 4, 8)), log_probs(_random_probs(30, 4, 9))
+    labels = [[1, 2], [3], [], [1, 1, 2]]
+    alone = log_likelihoods(short[None], np.zeros(len(labels), np.int64), labels)
+    beside = log_likelihoods(stack_log_probs([long_, short]), np.ones(len(labels), np.int64), labels)
+    assert np.array_equal(alone, beside)
+
+
+def test_a_labelling_a_sure_model_never_saw_keeps_its_exact_likelihood():
+    # The model is sure of the blank at every step (other classes at the 1e-30 floor): twelve 1s
+    # take twelve floor emissions. The paths that emit each 1 once at non-adjacent steps carry it:
+    # binom(49, 12) * 1e-360. The scaled pass underflows here; the log-domain pass must answer.
+    import math
+
+    probs = np.full((60, 5), 1e-30)
+    probs[:, 0] = 1.0
+    got = ctc_log_likelihood(probs, [1] * 12)
+    assert got == pytest.approx(math.log(math.comb(49, 12)) + 12 * math.log(1e-30), rel=1e-12)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_beam_search_finds_most_probable_labelling(seed):
     probs = _random_probs(6, 4, seed)
@@ -147,6 +184,18 @@ def test_lexicon_load_csv_and_plain_list(tmp_path):
         assert lexicon.words == frozenset({"MARTIN", "DUBOIS"})
         assert lexicon.neighbours("MARTLN") == ["MARTIN"]
     assert Lexicon.load(csv).counts == {"MARTIN": 2, "DUBOIS": 1}
+
+
+def test_neighbours_of_many_texts_are_each_texts_nearest_names_ties_in_order():
+    lexicon = Lexicon.from_names(["MARTIN", "MARTINE", "MARTINS", "MORTIN", "MARTAN", "MARIN", "MATIN", "DUBOIS"],
+                                 neighbours_per_beam=4)
+    texts = ["MARTIN", "MARTLN", "DUBOSI", "XYZ", "", "MARTIN"]
+    many = lexicon.neighbours_many(texts)
+    assert many == [lexicon.neighbours(t) for t in texts]
+    # nearest first; equally near names in alphabetical order; at most 4
+    assert many[0] == ["MARTIN", "MARIN", "MARTAN", "MARTINE"]
+    assert many[1] == ["MARTAN", "MARTIN", "MARIN", "MARTINE"]
+    assert many[2] == ["DUBOIS"] and many[3] == [] and many[4] == []
 
 
 def test_frequent_names_get_a_larger_prior():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,41 +75,91 @@ def stack_log_probs(logps: list[np.ndarray], blank: int = 0) -> np.ndarray:
     return np.stack([np.concatenate([lp, pad[: steps - lp.shape[0]]]) for lp in logps])
 
 
+# A labelling scored below this (log) is scored again in the log domain: the scaled pass may
+# have lost paths worth up to e^-700 each (see `_scaled_forward`), which only such a score feels.
+SCALED_FLOOR = -600.0
+
+
 def log_likelihoods(logp: np.ndarray, owners: np.ndarray, labels: list[list[int]], blank: int = 0) -> np.ndarray:
     """log P(labels[n] | crop owners[n]) by the CTC forward algorithm, run on all labellings at once.
 
     `logp` is (K, T, C) log-probabilities of K crops; many labellings usually share a crop (every
     candidate reading of a field), so each crop's logarithm is taken once. Vectorized over the
     labellings: the forward pass costs numpy overhead per step, not per labelling, so a page's
-    (or a batch's) candidates are scored together.
+    (or a batch's) candidates are scored together. The pass runs on probabilities rescaled at
+    every step (multiplications, 3x faster than log-domain additions on dev val's candidates,
+    the same values within 1e-13); the rare labelling it scores below `SCALED_FLOOR` is scored
+    again in the log domain.
     """
     n = len(labels)
     if n == 0:
         return np.zeros(0)
-    steps = logp.shape[1]
-    width = 2 * max(len(ids) for ids in labels) + 1
-    ext = np.full((n, width), blank, np.int64)
+    owners = np.asarray(owners)
+    ext = _extended(labels, blank)
+    # (T, N, W): step t's emissions of every labelling's states, one contiguous block
+    emit = logp[owners[None, :, None], np.arange(logp.shape[1])[:, None, None], ext[None, :, :]]
+    # Skipping a blank is allowed only between two different symbols.
+    skip = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    ends = np.array([2 * len(ids) for ids in labels])
+    values = _scaled_forward(np.exp(emit.astype(np.float64)), skip, ends)
+    low = np.flatnonzero(~(values > SCALED_FLOOR))
+    if len(low):
+        values[low] = _log_forward(emit[:, low], skip[low], ends[low])
+    return values
+
+
+def _extended(labels: list[list[int]], blank: int) -> np.ndarray:
+    """Each labelling with a blank before, between and after its symbols, padded with blanks."""
+    ext = np.full((len(labels), 2 * max(len(ids) for ids in labels) + 1), blank, np.int64)
     for i, ids in enumerate(labels):
         ext[i, 1 : 2 * len(ids) : 2] = ids
-    owners = np.asarray(owners)
-    # (T, N, W): step t's emissions of every labelling's states, one contiguous block
-    emit = logp[owners[None, :, None], np.arange(steps)[:, None, None], ext[None, :, :]]
-    # Skipping a blank is allowed only between two different symbols: 0 where allowed, else -inf.
-    skip = np.where((ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2]), 0.0, NEG_INF)
-    alpha = np.full((n, width), NEG_INF)
-    alpha[:, 0] = emit[0, :, 0]
-    if width > 1:
-        alpha[:, 1] = emit[0, :, 1]
+    return ext
+
+
+def _scaled_forward(emit: np.ndarray, skip: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The forward pass on probabilities, each labelling's states scaled at every step by the
+    power of two that brings their largest into [0.5, 1), the exponents counted apart. Powers of
+    two scale exactly, so a labelling scores bit for bit the same whatever it is batched with (a
+    shorter crop's padded steps, which surely emit the blank, only rescale). A state below
+    e^-709 of its row's largest underflows to 0; as a path's probability never grows, what is
+    lost is worth at most e^-700 in all, which moves no score above `SCALED_FLOOR`."""
+    n, width = emit.shape[1], emit.shape[2]
+    skip = skip.astype(np.float64)
+    alpha = np.zeros((n, width))
+    alpha[:, :2] = emit[0, :, :2]
+    exponent = np.zeros(n, np.int64)
     nxt, jump = np.empty_like(alpha), np.empty_like(skip)
-    for t in range(1, steps):
+    for t in range(1, emit.shape[0]):
+        np.copyto(nxt, alpha)
+        nxt[:, 1:] += alpha[:, :-1]
+        np.multiply(alpha[:, :-2], skip, out=jump)
+        nxt[:, 2:] += jump
+        nxt *= emit[t]
+        shift = np.frexp(nxt.max(axis=1))[1]  # 0 for a row of zeros
+        np.ldexp(nxt, -shift[:, None], out=nxt)
+        exponent += shift
+        alpha, nxt = nxt, alpha
+    rows = np.arange(n)
+    total = alpha[rows, ends] + np.where(ends > 0, alpha[rows, np.maximum(ends - 1, 0)], 0.0)
+    mantissa, more = np.frexp(total)
+    with np.errstate(divide="ignore"):
+        return np.where(total > 0, np.log(mantissa) + (exponent + more) * math.log(2.0), NEG_INF)
+
+
+def _log_forward(emit: np.ndarray, skip: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The same forward pass on log-probabilities: exact for any score, 3x slower."""
+    n, width = emit.shape[1], emit.shape[2]
+    skip = np.where(skip, 0.0, NEG_INF)
+    alpha = np.full((n, width), NEG_INF)
+    alpha[:, :2] = emit[0, :, :2]
+    nxt, jump = np.empty_like(alpha), np.empty_like(skip)
+    for t in range(1, emit.shape[0]):
         nxt[:, 0] = alpha[:, 0]
         np.logaddexp(alpha[:, 1:], alpha[:, :-1], out=nxt[:, 1:])
-        if width > 2:
-            np.add(alpha[:, :-2], skip, out=jump)
-            np.logaddexp(nxt[:, 2:], jump, out=nxt[:, 2:])
+        np.add(alpha[:, :-2], skip, out=jump)
+        np.logaddexp(nxt[:, 2:], jump, out=nxt[:, 2:])
         nxt += emit[t]
         alpha, nxt = nxt, alpha
-    ends = np.array([2 * len(ids) for ids in labels])
     rows = np.arange(n)
     last = alpha[rows, ends]
     before = np.where(ends > 0, alpha[rows, np.maximum(ends - 1, 0)], NEG_INF)
@@ -252,13 +303,32 @@ class Lexicon:
 
     def neighbours(self, text: str) -> list[str]:
         """Lexicon names within max_edits (scaled down for short words) of `text`."""
+        return self.neighbours_many([text])[0]
+
+    def neighbours_many(self, texts: Sequence[str]) -> list[list[str]]:
+        """`neighbours` of each text: the nearest `neighbours_per_beam` names by edit distance,
+        ties in the lexicon's (alphabetical) order. Texts that share a window of name lengths
+        are compared in one rapidfuzz `cdist`, which matches several texts against each name at
+        once: for a decode group's candidates, 5x faster than one `process.extract` per text."""
         from rapidfuzz import process
         from rapidfuzz.distance import Levenshtein
 
-        limit = min(self.max_edits, max(1, len(text) // 3))
-        found = process.extract(text, self._window(len(text), limit), scorer=Levenshtein.distance,
-                                score_cutoff=limit, limit=self.neighbours_per_beam)
-        return [name for name, _, _ in found]
+        found: list[list[str]] = [[] for _ in texts]
+        windows: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, text in enumerate(texts):
+            windows[(len(text), min(self.max_edits, max(1, len(text) // 3)))].append(i)
+        for (length, limit), at in windows.items():
+            names = self._window(length, limit)
+            if not names:
+                continue
+            # Distances above the cutoff come back as cutoff + 1.
+            dist = process.cdist([texts[i] for i in at], names, scorer=Levenshtein.distance,
+                                 score_cutoff=limit, dtype=np.int32, workers=1)
+            for i, row in zip(at, dist):
+                near = np.flatnonzero(row <= limit)
+                nearest = near[np.lexsort((near, row[near]))][: self.neighbours_per_beam]
+                found[i] = [names[j] for j in nearest]
+        return found
 
     def _window(self, length: int, limit: int) -> list[str]:
         """Names whose length is within `limit` of `length` (others cannot be close enough)."""
