@@ -240,10 +240,10 @@ class FieldReader:
     def _decode_group(self, experts: list[list[np.ndarray]], fields: Sequence[grammar.Grammar]) -> list[Reading]:
         logps = [[log_probs(p) for p in e] for e in experts]
         scored = self._score_all(logps, [self._proposed(e, f.kind) for e, f in zip(experts, fields)])
-        extras = []
-        for candidates, field in zip(scored, fields):
+        for candidates in scored:
             candidates.sort(key=lambda s: -s.score)
-            extras.append(self._neighbours(candidates, field))
+        near = self._lexicon_neighbours(scored, fields)
+        extras = [self._neighbours(candidates, field, near) for candidates, field in zip(scored, fields)]
         for candidates, more, field in zip(scored, self._score_all(logps, extras), fields):
             candidates += more
             for s in candidates:
@@ -254,14 +254,23 @@ class FieldReader:
                              or field.kind in ("date", "digits") or bool(field.choices))
                 for candidates, field, e in zip(scored, fields, experts)]
 
-    def _neighbours(self, ranked: list[_Scored], field: grammar.Grammar) -> list[str]:
+    def _lexicon_neighbours(self, scored: list[list[_Scored]], fields: Sequence[grammar.Grammar]) -> dict[str, list[str]]:
+        """Names-list entries near the best candidates of every name field of a group, looked up
+        together (`Lexicon.neighbours_many`)."""
+        if self.lexicon is None:
+            return {}
+        texts = list(dict.fromkeys(s.text for ranked, field in zip(scored, fields) if field.kind == "name"
+                                   for s in ranked[:PROPOSE_FROM] if s.text and not any(c.isdigit() for c in s.text)))
+        return dict(zip(texts, self.lexicon.neighbours_many(texts)))
+
+    def _neighbours(self, ranked: list[_Scored], field: grammar.Grammar, near: dict[str, list[str]]) -> list[str]:
         """Texts near the best candidates that are not candidates yet: the grammar's valid
-        neighbours of invalid readings, and nearby names-list entries."""
+        neighbours of invalid readings, and nearby names-list entries (`near`)."""
         extra: set[str] = set()
         for s in ranked[:PROPOSE_FROM]:
             extra |= field.proposals(s.text)
-            if self.lexicon is not None and field.kind == "name" and s.text and not any(c.isdigit() for c in s.text):
-                extra.update(self.lexicon.neighbours(s.text))
+            if field.kind == "name":
+                extra.update(near.get(s.text, ()))
         extra -= {s.text for s in ranked}
         return [t for t in extra if self._ids(t) is not None]
 
