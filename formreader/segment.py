@@ -3,7 +3,8 @@
 The template's own printed ink (labels such as ``NOM :``, guide lines, boxes, printed date
 separators) is known pixel for pixel, so it is masked out after a small dilation that absorbs
 the residual misalignment. Long straight rules that survive (a slightly bent scan) are removed
-by a morphological pass, so the recognizer sees handwriting only.
+by a morphological pass, so the recognizer sees handwriting only. A date whose separators the
+form prints gets them back as slashes (`draw_separators`), so it reads like a written date.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import cv2
 import numpy as np
 
 from formreader.align import Alignment
-from formreader.preprocess import blank_confidence, percentile_u8
+from formreader.preprocess import blank_confidence, ink_mask, percentile_u8
 from formreader.records import FieldCrop
 from formreader.template import FieldSpec, Template
 
 MARGIN_MM = 2.0  # handwriting overflows its box; keep a little around it
 MASK_GROW_MM = 0.35
+SEPARATOR_INK = 40  # grey of the drawn-back date separators (as the training dates' printed ones)
 
 
 def cut_fields(aligned: np.ndarray | Alignment, template: Template, margin_mm: float = MARGIN_MM) -> list[FieldCrop]:
@@ -34,7 +36,43 @@ def _cut(aligned: np.ndarray | Alignment, template: Template, spec: FieldSpec, m
     printed = cv2.dilate(template.printed_ink[y0:y1, x0:x1], kernel)
     crop[printed > 0] = paper_level(crop)
     crop = remove_rules(crop)
-    return FieldCrop(name=spec.name, kind=spec.kind, image=crop, blank_confidence=blank_confidence(crop), choices=spec.choices)
+    blank = blank_confidence(crop)
+    if spec.slashes_mm and blank is None:
+        s = template.px_per_mm
+        crop = draw_separators(crop, [(spec.value_mm[0] + dx) * s - x0 for dx in spec.slashes_mm])
+    return FieldCrop(name=spec.name, kind=spec.kind, image=crop, blank_confidence=blank, choices=spec.choices)
+
+
+def draw_separators(gray: np.ndarray, xs: list[float]) -> np.ndarray:
+    """The date with its printed separators (erased with the rest of the form's ink) set back as
+    the recognizers learnt dates: a clean slash in each gap at columns `xs`, the gap closed to a
+    hand's spacing. Left alone, three far-apart groups read with or without spaces, and a slash
+    drawn alone in a wide gap reads as a 1. A separator that the writing crosses is left as is."""
+    ink = ink_mask(gray)
+    rows = np.flatnonzero(ink.any(axis=1))
+    if rows.size < 2:
+        return gray
+    top, bottom = int(rows[0]), int(rows[-1])
+    height = bottom - top
+    inked = np.count_nonzero(ink, axis=0) >= 2  # a lone noise pixel is no stroke
+    # The training dates' proportions (train/synth.py): a slash leans over about a third of the
+    # digits' height, with a sixth of it to the left and a fifth to the right.
+    lean, before, after = (max(2, round(f * height)) for f in (0.36, 0.17, 0.2))
+    paper = paper_level(gray)
+    pieces, at = [], 0
+    for x in sorted(int(round(x)) for x in xs):
+        if not at < x < gray.shape[1] or inked[x]:
+            continue
+        left, right = x, x
+        while left > at and not inked[left - 1]:
+            left -= 1
+        while right < gray.shape[1] and not inked[right]:
+            right += 1
+        gap = np.full((gray.shape[0], before + lean + after), paper, np.uint8)
+        cv2.line(gap, (before + lean, top), (before, bottom), SEPARATOR_INK, max(1, round(height / 25)), cv2.LINE_AA)
+        pieces += [gray[:, at:left], gap]
+        at = right
+    return np.hstack([*pieces, gray[:, at:]]) if pieces else gray
 
 
 def remove_rules(gray: np.ndarray, min_fraction: float = 0.35) -> np.ndarray:

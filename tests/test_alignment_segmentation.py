@@ -7,11 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from formreader.align import Aligner, AlignerSettings
+from formreader.benchmark.alignment import _font
+from formreader.fields import make_field
 from formreader.preprocess import FAINT_BLANK_CONFIDENCE
 from formreader.render import template_from_layout
-from formreader.segment import cut_fields
+from formreader.recognize.ensemble import load_reader
+from formreader.recognize.predictor import RecognizerSettings
+from formreader.segment import cut_fields, draw_separators
 from formreader.template import Layout, Template
 from tests.forms import SECOND_LAYOUT, Scan, fill, scan
 
@@ -114,3 +119,73 @@ def test_a_page_the_first_try_cannot_register_gets_a_denser_try(template: Templa
     assert not Aligner(template, sparse).align(page).ok
     retried = Aligner(template, replace(sparse, retry_features=2400)).align(page)
     assert retried.ok and retried.score > 0.8
+
+
+# --- printed date separators drawn back -------------------------------------------------------------
+
+def _groups(widths: list[tuple[int, int]], height: int = 60, width: int = 300) -> np.ndarray:
+    """A light crop with a solid dark block (a group of digits) over each column range."""
+    crop = np.full((height, width), 230, np.uint8)
+    for a, b in widths:
+        crop[15:45, a:b] = 30
+    return crop
+
+
+def _inked_runs(gray: np.ndarray) -> list[tuple[int, int]]:
+    cols = np.flatnonzero((gray < 128).any(axis=0))
+    runs, start = [], cols[0]
+    for a, b in zip(cols, cols[1:]):
+        if b > a + 1:
+            runs.append((int(start), int(a)))
+            start = b
+    return runs + [(int(start), int(cols[-1]))]
+
+
+def test_a_boxed_dates_erased_separators_come_back_as_slashes_with_the_gaps_closed():
+    crop = _groups([(20, 60), (130, 170), (230, 290)])
+    out = draw_separators(crop, [95.0, 200.0])
+    runs = _inked_runs(out)
+    assert len(runs) == 5  # day, slash, month, slash, year
+    # Each gap is closed to a hand's spacing: about the digits' height, not the 70 px left by the form.
+    assert all(b2 - a1 < 30 for (_, a1), (b2, _) in zip(runs, runs[1:]))
+    assert out.shape[1] < crop.shape[1] - 60
+    # The slashes lean forward like written ones: ink at the top right, at the bottom left.
+    a, b = runs[1]
+    stroke = out[:, a : b + 1] < 128
+    top_cols = np.flatnonzero(stroke[16]); bottom_cols = np.flatnonzero(stroke[43])
+    assert top_cols.mean() > bottom_cols.mean()
+    # The groups' own ink is kept whole.
+    assert (out < 128).sum() > (crop < 128).sum()
+
+
+def test_a_separator_crossed_by_the_writing_or_outside_the_crop_is_left_alone():
+    crop = _groups([(20, 120)])
+    assert draw_separators(crop, [80.0]) is crop
+    assert draw_separators(crop, [400.0, -5.0]) is crop
+    blank = np.full((60, 300), 230, np.uint8)
+    assert draw_separators(blank, [100.0]) is blank
+
+
+def test_a_boxed_date_is_cut_with_its_separators_and_reads_as_written():
+    template = template_from_layout(Layout.from_dict(SECOND_LAYOUT))
+    spec = next(f for f in template.layout.fields if f.slashes_mm)
+    page = Image.fromarray(template.blank.copy())
+    draw = ImageDraw.Draw(page)
+    x, y, w, h = spec.value_mm
+    s = template.px_per_mm
+    cuts = [0.0, *spec.slashes_mm, w]
+    for group, a in zip(("21", "07", "1994"), cuts):  # each group where a writer puts it: in its slot
+        draw.text(((x + a + 3) * s, (y + 0.8 * h) * s), group, fill=20, font=_font(int(0.55 * h * s)), anchor="ls")
+    crops = {c.name: c for c in cut_fields(np.asarray(page), template)}
+    date = crops[spec.name]
+    assert not date.blank
+    x0, _, x1, _ = template.mm_rect(spec.value_mm, 2.0)
+    assert date.image.shape[1] < (x1 - x0) - 10 * s  # closer together than the form's slots put them
+    reader = load_reader(None, RecognizerSettings(device="cpu", threads=2))
+    (reading,), _ = reader.predict([date.image], [spec.kind])
+    assert make_field(spec.name, spec.kind, reading.text, reading.confidence).text == "1994-07-21"
+    # A form whose date box prints no separators keeps its crop as cut.
+    plain = template_from_layout(Layout.from_dict(
+        dict(SECOND_LAYOUT, fields=[dict(f, slashes_mm=[]) for f in SECOND_LAYOUT["fields"]])))
+    plain_crop = next(c for c in cut_fields(np.asarray(page), plain) if c.name == spec.name)
+    assert plain_crop.image.shape[1] == x1 - x0
