@@ -19,6 +19,10 @@ from formreader.template import FieldSpec, Template
 
 MARGIN_MM = 2.0  # handwriting overflows its box; keep a little around it
 MASK_GROW_MM = 0.35
+# Box sides left by registration are looked for this far inside the box, as straight vertical
+# runs this share of the crop's height (a box spans about three quarters of it).
+EDGE_MM = 2.0
+EDGE_RULE_FRACTION = 0.5
 SEPARATOR_INK = 40  # grey of the drawn-back date separators (as the training dates' printed ones)
 
 
@@ -35,7 +39,7 @@ def _cut(aligned: np.ndarray | Alignment, template: Template, spec: FieldSpec, m
     crop = aligned.region(x0, y0, x1, y1) if isinstance(aligned, Alignment) else aligned[y0:y1, x0:x1].copy()
     printed = cv2.dilate(template.printed_ink[y0:y1, x0:x1], kernel)
     crop[printed > 0] = paper_level(crop)
-    crop = remove_rules(crop)
+    crop = remove_rules(crop, edge=int(round((margin_mm + EDGE_MM) * template.px_per_mm)))
     blank = blank_confidence(crop)
     if spec.slashes_mm and blank is None:
         s = template.px_per_mm
@@ -75,13 +79,23 @@ def draw_separators(gray: np.ndarray, xs: list[float]) -> np.ndarray:
     return np.hstack([*pieces, gray[:, at:]]) if pieces else gray
 
 
-def remove_rules(gray: np.ndarray, min_fraction: float = 0.35) -> np.ndarray:
-    """Erase straight horizontal/vertical rules longer than `min_fraction` of the crop."""
+def remove_rules(gray: np.ndarray, min_fraction: float = 0.35, edge: int = 0) -> np.ndarray:
+    """Erase straight horizontal/vertical rules longer than `min_fraction` of the crop, and
+    vertical ones half its height long within `edge` columns of its left or right side."""
     if gray.size == 0:
         return gray
     ink = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, 31, 25)
     h, w = gray.shape
     lines = _long_runs(ink, max(3, int(w * min_fraction)), axis=1) | _long_runs(ink, max(3, int(h * 0.9)), axis=0)
+    if edge > 0:
+        # A box's side that registration left a few pixels off survives the template mask. It
+        # spans the box's height (three quarters of the crop with its margins), too short for
+        # the rule above, and a handwritten stroke half the crop tall and straight does not
+        # stand at the box's very edge. Left alone, it was read as a letter (ELSA as `EA`, a
+        # blank box as `E`) or made a blank box look written (sent to review).
+        sides = np.zeros_like(ink)
+        sides[:, :edge], sides[:, w - edge:] = ink[:, :edge], ink[:, w - edge:]
+        lines |= _long_runs(sides, max(3, int(h * EDGE_RULE_FRACTION)), axis=0)
     if not lines.any():
         return gray.copy()
     out = gray.copy()

@@ -189,3 +189,23 @@ def test_a_boxed_date_is_cut_with_its_separators_and_reads_as_written():
         dict(SECOND_LAYOUT, fields=[dict(f, slashes_mm=[]) for f in SECOND_LAYOUT["fields"]])))
     plain_crop = next(c for c in cut_fields(np.asarray(page), plain) if c.name == spec.name)
     assert plain_crop.image.shape[1] == x1 - x0
+
+
+def test_box_sides_registration_left_a_few_pixels_off_do_not_pass_for_writing():
+    # A boxed form registered 5 px off sideways: the template mask (grown 0.35 mm, ~3 px) misses
+    # each box's left and right sides. Blank boxes must still be surely blank, and a written
+    # box's crop must hold its writing only.
+    template = template_from_layout(Layout.from_dict(SECOND_LAYOUT))
+    shifted = np.roll(fill(template, {"NOM": "DUPONT"}), 5, axis=1)
+    crops = {c.name: c for c in cut_fields(shifted, template)}
+    # (The date box's printed slashes, slanted, are not looked for: its crop is left out here.)
+    boxed = [f.name for f in template.layout.fields if f.box and not f.slashes_mm]
+    assert len(boxed) >= 3
+    for name in boxed:
+        if name != "NOM":
+            assert crops[name].blank_confidence == 1.0, name
+    nom = crops["NOM"].image
+    edge = int(round(4.0 * template.px_per_mm))
+    dark = nom < 128
+    assert not dark[:, :edge].any() and not dark[:, -edge:].any()
+    assert dark.any()  # the writing itself stays
