@@ -151,6 +151,22 @@ def test_blank_and_optional_rates_control_the_truth(template, shared_dir):
     assert all(form.truth.values())
 
 
+def test_optional_fields_get_values_a_real_form_holds_there(template, shared_dir):
+    """A closed-list field (fiche-a CLASSE) gets listed classes; a free box (inscription-b VILLE,
+    read as letters) gets places, never a class such as 5EME."""
+    boxed = Template.load(Path(__file__).parents[1] / "formreader/assets/templates/inscription-b")
+    settings = FillSettings(blank_rate=0.0, optional_rate=1.0)
+    for tmpl, field in ((template, "CLASSE"), (boxed, "VILLE")):
+        spec = next(f for f in tmpl.layout.fields if f.name == field)
+        filler = build_filler(tmpl, shared_dir, "fonts", settings=settings)
+        values = {filler.fill(np.random.default_rng(seed)).truth[field] for seed in range(12)}
+        assert len(values) > 3
+        if spec.choices:
+            assert values <= set(spec.choices)
+        else:
+            assert not any(ch.isdigit() for v in values for ch in v), values
+
+
 def test_synth_cli_writes_a_set_and_refuses_bad_options(tmp_path, shared_dir):
     out = tmp_path / "set"
     args = ["synth", str(out), "--pages", "2", "--names", "fonts", "--preset", "mild", "--formats", "jpg,png", "--dpi", "150", "--data-root", str(shared_dir)]

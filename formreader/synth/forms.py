@@ -12,6 +12,7 @@ import numpy as np
 from formreader.synth.fonts import FontNames
 from formreader.synth.handwriting import (
     CLASS_VALUES,
+    TOWN_VALUES,
     Digits,
     Ink,
     random_birth_date,
@@ -27,7 +28,7 @@ class NameSource(Protocol):
 @dataclass(frozen=True)
 class FillSettings:
     blank_rate: float = 0.03  # filled fields (NOM, PRENOM, DATE) left empty, so blank P/R is measurable
-    optional_rate: float = 0.3  # `fill: false` fields (CLASSE) that do get a value
+    optional_rate: float = 0.3  # `fill: false` fields (CLASSE, VILLE) that do get a value
     name_height_mm: tuple[float, float] = (5.0, 8.0)
     date_height_mm: tuple[float, float] = (4.5, 7.0)
 
@@ -36,6 +37,14 @@ class FillSettings:
 class FilledForm:
     image: np.ndarray  # gray uint8 at the template's resolution
     truth: dict[str, str]  # field name -> expected value (names upper-case, dates ISO, "" blank)
+
+
+def optional_values(spec: FieldSpec) -> tuple[str, ...]:
+    """What a `fill: false` field may be given: the common classes its closed list holds, else
+    towns (a free-text box)."""
+    if spec.choices:
+        return tuple(v for v in CLASS_VALUES if v in spec.choices) or spec.choices
+    return TOWN_VALUES
 
 
 class FormFiller:
@@ -62,7 +71,7 @@ class FormFiller:
         if not spec.fill:
             if rng.random() >= self.settings.optional_rate:
                 return ""
-            ink = self.fonts.write(str(rng.choice(CLASS_VALUES)), rng)
+            ink = self.fonts.write(str(rng.choice(optional_values(spec))), rng)
             self._paste(page, spec, ink.image, self.settings.name_height_mm, rng)
             return ink.text
         if spec.kind == "date":

@@ -45,6 +45,16 @@ SURNAMES = (
     "BEN SALEM", "NGUYEN", "DA SILVA", "LE GALL", "BENOIT-DUPRE",
 )
 CLASS_VALUES = ("6EME", "5EME", "4EME", "3EME", "CM1", "CM2", "CE1", "CE2", "CP", "2NDE")
+# Optional free-text fields (a town, on the bundled inscription-b) get places, not classes: a class
+# such as 5EME in a letters-only box is a value no real form holds there.
+TOWN_VALUES = (
+    "PARIS", "LYON", "MARSEILLE", "TOULOUSE", "NICE", "NANTES", "STRASBOURG", "MONTPELLIER", "BORDEAUX",
+    "LILLE", "RENNES", "REIMS", "SAINT-ETIENNE", "LE HAVRE", "TOULON", "GRENOBLE", "DIJON", "ANGERS",
+    "NIMES", "VILLEURBANNE", "CLERMONT-FERRAND", "AIX-EN-PROVENCE", "BREST", "LIMOGES", "TOURS", "AMIENS",
+    "PERPIGNAN", "METZ", "BESANCON", "ORLEANS", "ROUEN", "MULHOUSE", "CAEN", "NANCY", "ROUBAIX", "AVIGNON",
+    "POITIERS", "PAU", "LA ROCHELLE", "CALAIS", "BEZIERS", "ANNECY", "COLMAR", "QUIMPER", "VALENCE",
+    "L'HAY-LES-ROSES", "SAINT-DENIS", "VANNES", "LORIENT", "TROYES",
+)
 
 
 @dataclass
