@@ -93,6 +93,7 @@ def remove_rules(gray: np.ndarray, min_fraction: float = 0.35, edge: int = 0) ->
         # the rule above, and a handwritten stroke half the crop tall and straight does not
         # stand at the box's very edge. Left alone, it was read as a letter (ELSA as `EA`, a
         # blank box as `E`) or made a blank box look written (sent to review).
+        edge = min(edge, w // 4)  # a narrow box: its middle, where the writing is, stays out
         sides = np.zeros_like(ink)
         sides[:, :edge], sides[:, w - edge:] = ink[:, :edge], ink[:, w - edge:]
         lines |= _long_runs(sides, max(3, int(h * EDGE_RULE_FRACTION)), axis=0)

@@ -16,7 +16,7 @@ from formreader.preprocess import FAINT_BLANK_CONFIDENCE
 from formreader.render import template_from_layout
 from formreader.recognize.ensemble import load_reader
 from formreader.recognize.predictor import RecognizerSettings
-from formreader.segment import cut_fields, draw_separators
+from formreader.segment import cut_fields, draw_separators, remove_rules
 from formreader.template import Layout, Template
 from tests.forms import SECOND_LAYOUT, Scan, fill, scan
 
@@ -189,6 +189,17 @@ def test_a_boxed_date_is_cut_with_its_separators_and_reads_as_written():
         dict(SECOND_LAYOUT, fields=[dict(f, slashes_mm=[]) for f in SECOND_LAYOUT["fields"]])))
     plain_crop = next(c for c in cut_fields(np.asarray(page), plain) if c.name == spec.name)
     assert plain_crop.image.shape[1] == x1 - x0
+
+
+def test_edge_rule_leaves_the_middle_of_a_narrow_box_alone():
+    """A box narrower than both edge bands together: a straight stroke in its middle (a 1) is
+    writing, not a box side; a side at its very edge still goes."""
+    crop = np.full((60, 50), 250, np.uint8)
+    crop[10:50, 24:27] = 20  # the stroke of a 1, two thirds of the height
+    crop[8:52, 1:3] = 20  # the box's left side, a few pixels in
+    out = remove_rules(crop, edge=40)
+    assert (out[10:50, 24:27] < 128).all()
+    assert (out[8:52, 1:3] > 128).all()
 
 
 def test_box_sides_registration_left_a_few_pixels_off_do_not_pass_for_writing():
