@@ -1,7 +1,7 @@
 """Reading single-field crops that come without a template (`formreader read`, crop benchmarks).
 
-Same rules as a form's fields: a printed prefix is stripped, a crop with no writing reads as ""
-without asking the recognizer, and the text is normalized for its field kind.
+Same rules as a form's fields: pale writing is darkened, a printed prefix is stripped, a crop with
+no writing reads as "" without asking the recognizer, and the text is normalized for its field kind.
 
 A crop cut without a template may also hold a neighbouring line of the form (Kaggle crops:
 "CODE RNE / UAI : 0908585" over "NOM : PEZOT", or "PRENOM : INES" over the birth-date line).
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from formreader.fields import make_field
-from formreader.preprocess import blank_confidence, main_lines, strip_prefix
+from formreader.preprocess import blank_confidence, darken_pale_writing, main_lines, strip_prefix
 from formreader.recognize import grammar as grammars
 from formreader.recognize.ensemble import FieldReader
 from formreader.recognize.predictor import Predictor, Reading
@@ -32,6 +32,7 @@ LINE_PAD = 2  # pixels kept above and below a line's ink
 def read_crops(images: list[np.ndarray], predictor: Predictor | FieldReader, kind: str = "name", name: str = "") -> tuple[list[FieldResult], Timings]:
     """One result per image, in order; `kind` is a field kind ("name", "text", "date", "digits")
     or "raw" (as recognized, no grammar, no normalization, no retry by line)."""
+    images = [darken_pale_writing(img) for img in images]
     results: list[FieldResult | None] = [None] * len(images)
     todo = []
     for i, img in enumerate(images):

@@ -72,6 +72,9 @@ def median_u8(gray: np.ndarray) -> float:
     return (float(np.searchsorted(cum, n // 2 - 1, side="right")) + upper) / 2
 
 
+INK_DROP = 40.0  # ink_mask's floor: ink is at least this much darker than the paper
+
+
 def ink_mask(gray: np.ndarray) -> np.ndarray:
     """Boolean mask of dark ink on light paper (Otsu, guarded against blank crops)."""
     if gray.size == 0:
@@ -79,7 +82,7 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
     blur = cv2.GaussianBlur(gray, (3, 3), 0)
     thr, _ = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # On a blank crop Otsu splits paper noise in two; never call light grey "ink".
-    thr = min(thr, median_u8(blur) - 40.0)
+    thr = min(thr, median_u8(blur) - INK_DROP)
     return blur < thr
 
 
@@ -221,7 +224,10 @@ def to_batch(crops: list[np.ndarray], spec: InputSpec = InputSpec()) -> np.ndarr
     return np.repeat(batch[:, :, :, None], spec.channels, axis=3)
 
 
-def blank_confidence(image: np.ndarray, min_ink_fraction: float = 0.002) -> float | None:
+MIN_INK_FRACTION = 0.002  # less ink than this in a crop is specks, not writing
+
+
+def blank_confidence(image: np.ndarray, min_ink_fraction: float = MIN_INK_FRACTION) -> float | None:
     """How sure we are that a crop is blank (0..1), or None when it clearly holds writing.
 
     Blank fields read as "" without asking the recognizer, which would otherwise be free to
@@ -247,9 +253,40 @@ FAINT_BLANK_CONFIDENCE = 0.5
 
 
 def _faint_writing(gray: np.ndarray) -> bool:
+    return sum(int(a) for a, _ in _faint_strokes(gray)) >= FAINT_MIN_AREA
+
+
+def _faint_strokes(gray: np.ndarray) -> list[tuple[int, int]]:
+    """(area, height) of each pale mark that may be writing."""
     blur = cv2.GaussianBlur(gray, (3, 3), 0)
     _, stats, keep = _writing_components(blur < median_u8(blur) - FAINT_DROP)
-    return sum(int(stats[i, cv2.CC_STAT_AREA]) for i in keep) >= FAINT_MIN_AREA
+    return [(int(stats[i, cv2.CC_STAT_AREA]), int(stats[i, cv2.CC_STAT_HEIGHT])) for i in keep]
+
+
+# Pale letters stand a sixth of the box tall or more (25-48 px in 141-px boxes on the hard sets),
+# while what a blank box keeps of its printed lines is 1-4 px tall, or one long slanted separator.
+PALE_LETTER_HEIGHT = 0.15  # of the crop's height
+PALE_LETTERS = 2
+
+
+def darken_pale_writing(image: np.ndarray) -> np.ndarray:
+    """A crop with too little ink to be writing (`blank_confidence`) but pale marks as tall as
+    letters (at least PALE_LETTERS of them), with every pixel's darkness below the paper scaled
+    by INK_DROP / FAINT_DROP so the strokes count as ink; any other crop as it is.
+
+    Left as it was, such a field came out blank and was sent to review with its value lost: the
+    hard boxed sets had LILLE, VANNES and VALENCE written in thin pale strokes on grey paper, only
+    a few pixels of them dark enough to be ink. Darkened, it is read like any other field.
+    """
+    gray = to_gray(image)
+    if gray.size == 0 or ink_mask(gray).mean() >= MIN_INK_FRACTION:
+        return image
+    letters = [h for _, h in _faint_strokes(gray) if h >= PALE_LETTER_HEIGHT * gray.shape[0]]
+    if len(letters) < PALE_LETTERS:  # printed-line remnants: left to blank_confidence
+        return image
+    paper = median_u8(cv2.GaussianBlur(gray, (3, 3), 0))
+    darkness = np.maximum(paper - gray.astype(np.float32), 0.0)
+    return np.clip(paper - darkness * (INK_DROP / FAINT_DROP), 0, 255).astype(np.uint8)
 
 
 # --- printed prefixes -------------------------------------------------------------

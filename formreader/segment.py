@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from formreader.align import Alignment
-from formreader.preprocess import blank_confidence, ink_mask, percentile_u8
+from formreader.preprocess import blank_confidence, darken_pale_writing, ink_mask, percentile_u8
 from formreader.records import FieldCrop
 from formreader.template import FieldSpec, Template
 
@@ -39,7 +39,7 @@ def _cut(aligned: np.ndarray | Alignment, template: Template, spec: FieldSpec, m
     crop = aligned.region(x0, y0, x1, y1) if isinstance(aligned, Alignment) else aligned[y0:y1, x0:x1].copy()
     printed = cv2.dilate(template.printed_ink[y0:y1, x0:x1], kernel)
     crop[printed > 0] = paper_level(crop)
-    crop = remove_rules(crop, edge=int(round((margin_mm + EDGE_MM) * template.px_per_mm)))
+    crop = darken_pale_writing(remove_rules(crop, edge=int(round((margin_mm + EDGE_MM) * template.px_per_mm))))
     blank = blank_confidence(crop)
     if spec.slashes_mm and blank is None:
         s = template.px_per_mm

@@ -12,9 +12,10 @@ from PIL import Image, ImageDraw
 from formreader.align import Aligner, AlignerSettings
 from formreader.benchmark.alignment import _font
 from formreader.fields import make_field
-from formreader.preprocess import FAINT_BLANK_CONFIDENCE
+from formreader.preprocess import FAINT_BLANK_CONFIDENCE, blank_confidence, darken_pale_writing
 from formreader.render import template_from_layout
 from formreader.recognize.ensemble import load_reader
+from formreader.recognize.grammar import Grammar
 from formreader.recognize.predictor import RecognizerSettings
 from formreader.segment import cut_fields, draw_separators, remove_rules
 from formreader.template import Layout, Template
@@ -86,7 +87,7 @@ def test_the_wrong_template_is_flagged():
     assert not Aligner(second).align(fill(fiche, VALUES)).ok
 
 
-def test_pale_writing_in_a_box_is_sent_to_review_not_called_blank(template: Template):
+def test_pale_writing_in_a_box_is_darkened_and_read_not_called_blank(template: Template):
     import cv2
 
     page = fill(template, VALUES)
@@ -95,11 +96,34 @@ def test_pale_writing_in_a_box_is_sent_to_review_not_called_blank(template: Temp
     spec = next(f for f in template.layout.fields if f.name not in VALUES)
     x0, _, _, y1 = template.mm_rect(spec.value_mm, 0.0)
     pale = page.copy()
-    cv2.putText(pale, "CE2", (x0 + 20, y1 - 12), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 190, 2)  # paper is ~224
-    crops = {c.name: c for c in cut_fields(pale, template)}
-    assert crops[spec.name].blank and crops[spec.name].blank_confidence == FAINT_BLANK_CONFIDENCE
+    text = "CE2" if spec.choices else "PARIS"  # a class (fiche-a CLASSE) or a town (inscription-b VILLE)
+    cv2.putText(pale, text, (x0 + 20, y1 - 12), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 190, 2)  # paper is ~224
+    crop = {c.name: c for c in cut_fields(pale, template)}[spec.name]
+    assert not crop.blank and (crop.image < 170).sum() > 100  # strokes of 190 made ink
+    reader = load_reader(None, RecognizerSettings(device="cpu", threads=2))
+    (reading,), _ = reader.predict([crop.image], [Grammar(crop.kind, crop.choices)])
+    assert reading.text == text
     untouched = {c.name: c for c in cut_fields(page, template)}
     assert untouched[spec.name].blank_confidence == 1.0  # noisy grey paper alone stays surely blank
+
+
+def test_pale_letters_become_ink_and_line_remnants_do_not():
+    paper = np.full((80, 300), 220, np.uint8)
+    assert darken_pale_writing(paper) is paper
+    pale = paper.copy()
+    for x in (40, 80):  # two pale letters (an L each): 25 levels below the paper, ink needs 40
+        pale[30:60, x : x + 3] = 195
+        pale[57:60, x : x + 25] = 195
+    assert blank_confidence(pale) == FAINT_BLANK_CONFIDENCE
+    dark = darken_pale_writing(pale)
+    assert blank_confidence(dark) is None and int(dark[45, 41]) == 170 and int(dark[10, 10]) == 220
+    remnant = paper.copy()
+    remnant[69:72, 20:280] = 190  # what a blank box keeps of its printed bottom line: 3 px tall
+    assert blank_confidence(remnant) == FAINT_BLANK_CONFIDENCE and darken_pale_writing(remnant) is remnant
+    inked = paper.copy()
+    inked[30:60, 40:43] = 60
+    inked[30:60, 80:83] = 60
+    assert darken_pale_writing(inked) is inked  # real ink: nothing to do
 
 
 def test_a_blank_form_scanned_badly_stays_surely_blank(template: Template):
