@@ -49,7 +49,7 @@ def optional_values(spec: FieldSpec) -> tuple[str, ...]:
 
 class FormFiller:
     """Writes on a template's blank: names from `names`, dates from `digits`, optional fields
-    (a class, ...) with the handwriting fonts."""
+    (a class, a town: `optional_values`) with the handwriting fonts."""
 
     def __init__(self, template: Template, names: NameSource, digits: Digits, fonts: FontNames, settings: FillSettings = FillSettings()):
         self.template = template

@@ -46,7 +46,7 @@ SURNAMES = (
 )
 CLASS_VALUES = ("6EME", "5EME", "4EME", "3EME", "CM1", "CM2", "CE1", "CE2", "CP", "2NDE")
 # Optional free-text fields (a town, on the bundled inscription-b) get places, not classes: a class
-# such as 5EME in a letters-only box is a value no real form holds there.
+# such as 5EME in a town's box is a value no real form holds there.
 TOWN_VALUES = (
     "PARIS", "LYON", "MARSEILLE", "TOULOUSE", "NICE", "NANTES", "STRASBOURG", "MONTPELLIER", "BORDEAUX",
     "LILLE", "RENNES", "REIMS", "SAINT-ETIENNE", "LE HAVRE", "TOULON", "GRENOBLE", "DIJON", "ANGERS",
