@@ -39,8 +39,12 @@ def _cut(aligned: np.ndarray | Alignment, template: Template, spec: FieldSpec, m
     crop = aligned.region(x0, y0, x1, y1) if isinstance(aligned, Alignment) else aligned[y0:y1, x0:x1].copy()
     printed = cv2.dilate(template.printed_ink[y0:y1, x0:x1], kernel)
     crop[printed > 0] = paper_level(crop)
-    crop = darken_pale_writing(remove_rules(crop, edge=int(round((margin_mm + EDGE_MM) * template.px_per_mm))))
+    crop = remove_rules(crop, edge=int(round((margin_mm + EDGE_MM) * template.px_per_mm)))
     blank = blank_confidence(crop)
+    if blank is not None:  # too little ink to be writing; pale writing is darkened and looked at again
+        darker = darken_pale_writing(crop)
+        if darker is not crop:
+            crop, blank = darker, blank_confidence(darker)
     if spec.slashes_mm and blank is None:
         s = template.px_per_mm
         crop = draw_separators(crop, [(spec.value_mm[0] + dx) * s - x0 for dx in spec.slashes_mm])
