@@ -31,6 +31,12 @@ PERTURBATIONS = {
 }
 
 
+@pytest.fixture(scope="module")
+def reader():
+    """The default reader (CRNN, PP-OCRv5, date expert), loaded once for the tests that read."""
+    return load_reader(None, RecognizerSettings(device="cpu", threads=2))
+
+
 @pytest.fixture(scope="module", params=["fiche-a", "second"])
 def template(request) -> Template:
     if request.param == "fiche-a":
@@ -87,7 +93,7 @@ def test_the_wrong_template_is_flagged():
     assert not Aligner(second).align(fill(fiche, VALUES)).ok
 
 
-def test_pale_writing_in_a_box_is_darkened_and_read_not_called_blank(template: Template):
+def test_pale_writing_in_a_box_is_darkened_and_read_not_called_blank(template: Template, reader):
     import cv2
 
     page = fill(template, VALUES)
@@ -100,7 +106,6 @@ def test_pale_writing_in_a_box_is_darkened_and_read_not_called_blank(template: T
     cv2.putText(pale, text, (x0 + 20, y1 - 12), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 190, 2)  # paper is ~224
     crop = {c.name: c for c in cut_fields(pale, template)}[spec.name]
     assert not crop.blank and (crop.image < 170).sum() > 100  # strokes of 190 made ink
-    reader = load_reader(None, RecognizerSettings(device="cpu", threads=2))
     (reading,), _ = reader.predict([crop.image], [Grammar(crop.kind, crop.choices)])
     assert reading.text == text
     untouched = {c.name: c for c in cut_fields(page, template)}
@@ -190,7 +195,7 @@ def test_a_separator_crossed_by_the_writing_or_outside_the_crop_is_left_alone():
     assert draw_separators(blank, [100.0]) is blank
 
 
-def test_a_boxed_date_is_cut_with_its_separators_and_reads_as_written():
+def test_a_boxed_date_is_cut_with_its_separators_and_reads_as_written(reader):
     template = template_from_layout(Layout.from_dict(SECOND_LAYOUT))
     spec = next(f for f in template.layout.fields if f.slashes_mm)
     page = Image.fromarray(template.blank.copy())
@@ -205,7 +210,6 @@ def test_a_boxed_date_is_cut_with_its_separators_and_reads_as_written():
     assert not date.blank
     x0, _, x1, _ = template.mm_rect(spec.value_mm, 2.0)
     assert date.image.shape[1] < (x1 - x0) - 10 * s  # closer together than the form's slots put them
-    reader = load_reader(None, RecognizerSettings(device="cpu", threads=2))
     (reading,), _ = reader.predict([date.image], [spec.kind])
     assert make_field(spec.name, spec.kind, reading.text, reading.confidence).text == "1994-07-21"
     # A form whose date box prints no separators keeps its crop as cut.
