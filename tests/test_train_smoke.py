@@ -86,6 +86,21 @@ def test_augment_never_returns_an_empty_crop(shape):
         assert out.size > 0 and out.dtype == np.uint8
 
 
+def test_bilevel_augmentation_makes_black_and_white_crops_and_is_off_by_default():
+    import numpy as np
+
+    from train.augment import augment
+
+    ramp = np.tile(np.linspace(40, 230, 60, dtype=np.float32), (24, 1)).astype(np.uint8)  # every grey level
+    off = [augment(ramp, np.random.default_rng(s)) for s in range(20)]
+    # bilevel=0 draws nothing more: configs without it train on exactly the crops they did before
+    assert all((a == augment(ramp, np.random.default_rng(s), 1.0, 0.0)).all() for s, a in enumerate(off))
+    on = [augment(ramp, np.random.default_rng(s), 1.0, 1.0) for s in range(20)]
+    two_levels = [set(np.unique(a)) <= {0, 255} for a in on]
+    assert sum(two_levels) >= 10  # the rest were resampled after thresholding: grey edges only
+    assert not any(set(np.unique(a)) <= {0, 255} for a in off)
+
+
 def test_training_dates_cover_every_calendar_day():
     # Days were drawn from 1-28, so no training date ever began with a 3 and the models read
     # 30 and 31 as 20 and 21 (or 230, 231).

@@ -59,8 +59,22 @@ def _edge_crop(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out if min(out.shape) >= 4 else img  # never trim a tiny crop away
 
 
-def augment(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-    """One random degradation of a gray uint8 crop; returns gray uint8."""
+def _bilevel(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Black and white, as an office scanner in B&W mode returns a page: every pixel thresholded
+    near Otsu's level (the scanner's own choice varies), sometimes resampled afterwards (a 1-bit
+    PDF rendered at another dpi has grey edges)."""
+    level, _ = cv2.threshold(img, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    out = np.where(img > level + rng.uniform(-25, 25), 255, 0).astype(np.uint8)
+    if rng.random() < 0.3:
+        h, w = out.shape
+        k = rng.uniform(0.6, 0.9)
+        out = cv2.resize(cv2.resize(out, (max(1, int(w * k)), max(1, int(h * k))), interpolation=cv2.INTER_AREA), (w, h))
+    return out
+
+
+def augment(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0, bilevel: float = 0.0) -> np.ndarray:
+    """One random degradation of a gray uint8 crop; returns gray uint8. `bilevel`: the chance
+    that the degraded crop is then thresholded to black and white."""
     if strength <= 0 or min(img.shape) < 4:  # degenerate crops pass through untouched
         return img
     out = img
@@ -85,4 +99,6 @@ def augment(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) ->
     if rng.random() < 0.3:
         q = int(rng.integers(30, 90))
         out = cv2.imdecode(cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_GRAYSCALE)
+    if bilevel > 0 and rng.random() < bilevel:
+        out = _bilevel(out, rng)
     return out

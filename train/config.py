@@ -39,6 +39,7 @@ class DataConfig:
     corrections: str = ""  # CSV (FILENAME, IDENTITY): crop paths (absolute or beside the CSV), e.g. a clerk's fixes
     mnist_reserved: int = 10000  # last N MNIST images: date evaluation only
     blank_fraction: float = 0.04  # share of synthetic name crops that are blank fields
+    bilevel_fraction: float = 0.0  # share of augmented crops thresholded to black and white (B&W scans)
     max_label_len: int = 32
 
 

@@ -48,43 +48,44 @@ class SampleStream:
         return np.stack(xs)[..., None].astype(np.float16), np.stack(ys)
 
 
-def _augmented(images: sources.ImageSet, strength: float) -> Callable[[np.random.Generator], Sample]:
+def _augmented(images: sources.ImageSet, strength: float, bilevel: float) -> Callable[[np.random.Generator], Sample]:
     def draw(rng: np.random.Generator) -> Sample:
         image, text = images.sample(rng)
-        return augment(image, rng, strength), text
+        return augment(image, rng, strength, bilevel), text
     return draw
 
 
 def build_stream(cfg: RunConfig, root: Path) -> SampleStream:
     """Load every source with a positive mix weight."""
     alphabet, mix = cfg.model.alphabet, {k: v for k, v in cfg.data.mix.items() if v > 0}
+    bw = cfg.data.bilevel_fraction
     draws: dict[str, Callable[[np.random.Generator], Sample]] = {}
     if "kaggle" in mix:
-        draws["kaggle"] = _augmented(sources.kaggle_split(root, "train", alphabet), 1.0)
+        draws["kaggle"] = _augmented(sources.kaggle_split(root, "train", alphabet), 1.0, bw)
     if "pseudo" in mix and cfg.data.pseudo_labels:
         table = sources.repo_path(cfg.data.pseudo_labels)
-        draws["pseudo"] = _augmented(sources.pseudo_labelled(root, table, alphabet), 1.0)
+        draws["pseudo"] = _augmented(sources.pseudo_labelled(root, table, alphabet), 1.0, bw)
     if "corrections" in mix and cfg.data.corrections:
-        draws["corrections"] = _augmented(sources.labelled_files(sources.repo_path(cfg.data.corrections), alphabet), 1.0)
+        draws["corrections"] = _augmented(sources.labelled_files(sources.repo_path(cfg.data.corrections), alphabet), 1.0, bw)
     if "dhsd" in mix:
-        draws["dhsd"] = _augmented(sources.dhsd_words(root, alphabet), 0.7)
+        draws["dhsd"] = _augmented(sources.dhsd_words(root, alphabet), 0.7, bw)
     if "htr_lines" in mix:
-        draws["htr_lines"] = _augmented(sources.htr_lines(root, alphabet), 0.5)
+        draws["htr_lines"] = _augmented(sources.htr_lines(root, alphabet), 0.5, bw)
     if {"synth_name", "synth_date", "mnist_date"} & set(mix):
         x, y = sources.load_mnist(root)
         keep = len(x) - cfg.data.mnist_reserved  # the reserved tail is for date evaluation
         synth = Synthesizer(sources.font_paths(root), sources.names_list(root), x[:keep], y[:keep])
         blank = cfg.data.blank_fraction
-        draws["synth_name"] = lambda r: _aug(synth.name_crop(r, blank=r.random() < blank), r)
-        draws["synth_date"] = lambda r: _aug(synth.font_date_crop(r), r)
-        draws["mnist_date"] = lambda r: _aug(synth.mnist_date_crop(r), r)
+        draws["synth_name"] = lambda r: _aug(synth.name_crop(r, blank=r.random() < blank), r, bw)
+        draws["synth_date"] = lambda r: _aug(synth.font_date_crop(r), r, bw)
+        draws["mnist_date"] = lambda r: _aug(synth.mnist_date_crop(r), r, bw)
     weights = {k: v for k, v in mix.items() if k in draws}
     spec = InputSpec(height=cfg.model.height, width=cfg.model.width)
     return SampleStream(draws, weights, spec, alphabet, cfg.data.max_label_len)
 
 
-def _aug(sample: Sample, rng: np.random.Generator) -> Sample:
-    return augment(sample[0], rng, 1.0), sample[1]
+def _aug(sample: Sample, rng: np.random.Generator, bilevel: float) -> Sample:
+    return augment(sample[0], rng, 1.0, bilevel), sample[1]
 
 
 # Worker processes each build their own stream once (sources are too big to pickle per task).
