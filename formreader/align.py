@@ -1,4 +1,5 @@
-"""Register a scanned page onto its template (ORB features + RANSAC similarity transform).
+"""Register a scanned page onto its template (ORB features, then a RANSAC similarity transform,
+or a homography where the page is tilted or stretched).
 
 The score says how much of the template's printed ink is found where it should be on the
 warped page: handwriting adds ink but never hides the form, so a right alignment scores high and
@@ -19,6 +20,14 @@ from formreader.template import Template
 # INTER_AREA shrink costs a few ms where a fractional one costs tens, and keeps thin rules visible.
 WORK_WIDTH = 550
 MIN_SIDE = 32  # px at the working resolution: about one ORB patch (31 px); below it nothing can match
+# A scanner moves, turns and scales the page: a similarity transform. A sheet feeder pulling the
+# paper a little fast also stretches it (an affine transform), and a photo taken at a slant tilts
+# it (a homography); a similarity undoes neither (a page stretched 3% lost 6 points of exact
+# fields). The freer transforms fit a flat scan's noise, and now and then badly, so each is taken
+# only when it finds this much more of the template's printed ink than the simpler one chosen.
+MODELS = ("similarity", "affine", "homography")
+PERSPECTIVE_GAIN = 0.02
+FREER_SUPPORT = 2  # ... and rests on at least this many times `min_inliers` matches (more freedom, more support)
 
 
 @dataclass
@@ -28,7 +37,7 @@ class Alignment:
     matches: int = 0
     inliers: int = 0
     note: str = ""
-    matrix: np.ndarray | None = None  # full-resolution page -> template pixels (2x3)
+    matrix: np.ndarray | None = None  # full-resolution page -> template pixels (3x3; affine unless the page was tilted)
     page: np.ndarray | None = field(default=None, repr=False)
     size: tuple[int, int] = (0, 0)  # template (width, height) in pixels
 
@@ -38,9 +47,8 @@ class Alignment:
         Only these pixels are resampled: cutting a few field boxes costs a fraction of warping
         the whole page.
         """
-        shifted = self.matrix.copy()
-        shifted[:, 2] -= (x0, y0)
-        return cv2.warpAffine(self.page, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderValue=255)
+        shifted = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]]) @ self.matrix
+        return _warp(self.page, shifted, (x1 - x0, y1 - y0))
 
     @cached_property
     def image(self) -> np.ndarray | None:
@@ -105,20 +113,39 @@ class Aligner:
             return Alignment(0.0, False, matches=len(good), note="page does not match the template")
         src = np.float32([kp[m.queryIdx].pt for m in good])
         dst = np.float32([self._kp_t[m.trainIdx].pt for m in good])
-        matrix, mask = cv2.estimateAffinePartial2D(
-            src, dst, method=cv2.RANSAC, ransacReprojThreshold=self.settings.ransac_px, maxIters=4000, confidence=0.995
-        )
-        inliers = int(mask.sum()) if mask is not None else 0
-        if matrix is None or inliers < self.settings.min_inliers:
-            return Alignment(0.0, False, len(good), inliers, note="no consistent transform")
-        # The score looks at the shrunk page warped onto the shrunk template: no full-page warp.
-        warped_small = cv2.warpAffine(small, matrix, self._small_size, flags=cv2.INTER_LINEAR, borderValue=255)
-        score = self._score(warped_small)
+        fit, most = None, 0
+        for model in MODELS:  # the simplest transform that explains the page, unless a freer one finds more of it
+            if fit is not None and fit[2] + PERSPECTIVE_GAIN > 1.0:
+                break  # no score can beat this one by the gain: a flat scan pays for one fit only
+            found = self._fit(src, dst, small, model)
+            most = max(most, found[1] if found else 0)
+            if found is not None and (fit is None or found[2] > fit[2] + PERSPECTIVE_GAIN):
+                fit = found
+        if fit is None:
+            return Alignment(0.0, False, len(good), most, note="no consistent transform")
+        matrix, inliers, score = fit
         ok = score >= self.settings.min_score
         note = "" if ok else f"alignment score {score:.2f} below {self.settings.min_score:.2f}"
         full = _full_resolution(matrix, k_p, self._k_t)
         h, w = self.template.blank.shape[:2]
         return Alignment(score, ok, len(good), inliers, note, full, page, (w, h))
+
+    def _fit(self, src: np.ndarray, dst: np.ndarray, small: np.ndarray, model: str) -> tuple[np.ndarray, int, float] | None:
+        """(3x3 shrunk page -> shrunk template, inliers, score) of one of MODELS, or None when too
+        few matches agree on one."""
+        px = self.settings.ransac_px
+        if model == "homography":
+            matrix, mask = cv2.findHomography(src, dst, cv2.RANSAC, px, maxIters=4000, confidence=0.995)
+        else:
+            estimate = cv2.estimateAffinePartial2D if model == "similarity" else cv2.estimateAffine2D
+            matrix, mask = estimate(src, dst, method=cv2.RANSAC, ransacReprojThreshold=px, maxIters=4000, confidence=0.995)
+        inliers = int(mask.sum()) if mask is not None else 0
+        if matrix is None or inliers < self.settings.min_inliers * (1 if model == "similarity" else FREER_SUPPORT):
+            return None
+        if matrix.shape[0] == 2:
+            matrix = np.vstack([matrix, [0.0, 0.0, 1.0]])
+        # The score looks at the shrunk page warped onto the shrunk template: no full-page warp.
+        return matrix, inliers, self._score(_warp(small, matrix, self._small_size))
 
     def _score(self, warped_small: np.ndarray) -> float:
         page_ink = cv2.dilate(_ink(warped_small), np.ones((3, 3), np.uint8)) > 0
@@ -145,6 +172,12 @@ def _to_small(k: int) -> np.ndarray:
 
 
 def _full_resolution(matrix: np.ndarray, k_page: int, k_template: int) -> np.ndarray:
-    """Lift a transform found on shrunk images to full-resolution page -> template pixels."""
-    m3 = np.vstack([matrix, [0.0, 0.0, 1.0]])
-    return (np.linalg.inv(_to_small(k_template)) @ m3 @ _to_small(k_page))[:2]
+    """Lift a 3x3 transform found on shrunk images to full-resolution page -> template pixels."""
+    return np.linalg.inv(_to_small(k_template)) @ matrix @ _to_small(k_page)
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` resampled through a 3x3 transform (an affine one by the cheaper affine warp)."""
+    if np.array_equal(matrix[2], (0.0, 0.0, 1.0)):
+        return cv2.warpAffine(image, matrix[:2], size, flags=cv2.INTER_LINEAR, borderValue=255)
+    return cv2.warpPerspective(image, matrix, size, flags=cv2.INTER_LINEAR, borderValue=255)

@@ -28,6 +28,9 @@ PERTURBATIONS = {
     "rot-5 scale-8% blur noise jpeg": Scan(angle=-5, scale=0.92, shift=(-0.05, -0.03), blur=5, noise=12, jpeg=30),
     "150dpi rot+3 noisy": Scan(angle=3, dpi_factor=0.75, blur=3, noise=8, jpeg=40),
     "300dpi rot-4": Scan(angle=-4, dpi_factor=1.5, scale=1.05),
+    # A similarity cannot undo these: the homography is taken where it finds more of the form.
+    "sheet feeder stretch 3%": Scan(stretch=1.03, noise=5),
+    "photo at a slant": Scan(tilt=0.06, angle=2, noise=5),
 }
 
 

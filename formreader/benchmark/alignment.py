@@ -35,6 +35,8 @@ LEVELS = {
     "beyond: blur 11 + noise 30 + jpeg 10": dict(blur=11, noise=30, jpeg=10),
     "beyond: 100 dpi + blur 5": dict(dpi_factor=0.5, blur=5),
     "upside down": dict(angle=180),
+    "sheet feeder: page stretched 3%": dict(stretch=1.03),
+    "photo at a slant: top 6% narrower": dict(tilt=0.06, angle=2),
 }
 
 
@@ -71,6 +73,8 @@ class Scan:
     noise: float = 0.0  # gaussian sigma in grey levels
     jpeg: int = 0  # quality, 0 = none
     dpi_factor: float = 1.0  # 0.75 = 150 dpi from a 200 dpi page
+    stretch: float = 1.0  # page height factor: a sheet feeder pulling the paper fast (>1) or slow
+    tilt: float = 0.0  # top edge this fraction of the width narrower: a photo taken at a slant
 
 
 def scan(page: np.ndarray, s: Scan, seed: int = 0) -> np.ndarray:
@@ -78,6 +82,13 @@ def scan(page: np.ndarray, s: Scan, seed: int = 0) -> np.ndarray:
     m = cv2.getRotationMatrix2D((w / 2, h / 2), s.angle, s.scale)
     m[:, 2] += (s.shift[0] * w, s.shift[1] * h)
     out = cv2.warpAffine(page, m, (w, h), borderValue=255)
+    if s.tilt:
+        d = s.tilt * w / 2
+        corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        slanted = np.float32([[d, 0], [w - d, 0], [w, h], [0, h]])
+        out = cv2.warpPerspective(out, cv2.getPerspectiveTransform(corners, slanted), (w, h), borderValue=255)
+    if s.stretch != 1.0:
+        out = cv2.resize(out, (w, round(h * s.stretch)), interpolation=cv2.INTER_LINEAR)
     if s.dpi_factor != 1.0:
         out = cv2.resize(out, None, fx=s.dpi_factor, fy=s.dpi_factor, interpolation=cv2.INTER_AREA)
     if s.blur:
