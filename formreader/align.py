@@ -1,5 +1,5 @@
-"""Register a scanned page onto its template (ORB features, then a RANSAC similarity transform,
-or a homography where the page is tilted or stretched).
+"""Register a scanned page onto its template: ORB features, then a RANSAC similarity transform,
+or an affine transform or homography (polished by ECC) where the page is stretched or tilted.
 
 The score says how much of the template's printed ink is found where it should be on the
 warped page: handwriting adds ink but never hides the form, so a right alignment scores high and
@@ -28,6 +28,7 @@ MIN_SIDE = 32  # px at the working resolution: about one ORB patch (31 px); belo
 MODELS = ("similarity", "affine", "homography")
 PERSPECTIVE_GAIN = 0.02
 FREER_SUPPORT = 2  # ... and rests on at least this many times `min_inliers` matches (more freedom, more support)
+ECC_STOP = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 1e-3)  # polishing a freer fit: 10 steps gain as much as 50
 
 
 @dataclass
@@ -82,6 +83,7 @@ class Aligner:
         small = _shrink(template.blank, self._k_t)
         self._small_size = (small.shape[1], small.shape[0])
         self._kp_t, self._des_t = self._orb(settings.template_features).detectAndCompute(small, None)
+        self._small_t = small.astype(np.float32)  # for ECC
         self._ink_t = _ink(small) > 0
 
     @staticmethod
@@ -113,16 +115,18 @@ class Aligner:
             return Alignment(0.0, False, matches=len(good), note="page does not match the template")
         src = np.float32([kp[m.queryIdx].pt for m in good])
         dst = np.float32([self._kp_t[m.trainIdx].pt for m in good])
-        fit, most = None, 0
+        fit, chosen, most = None, "", 0
         for model in MODELS:  # the simplest transform that explains the page, unless a freer one finds more of it
             if fit is not None and fit[2] + PERSPECTIVE_GAIN > 1.0:
                 break  # no score can beat this one by the gain: a flat scan pays for one fit only
             found = self._fit(src, dst, small, model)
             most = max(most, found[1] if found else 0)
             if found is not None and (fit is None or found[2] > fit[2] + PERSPECTIVE_GAIN):
-                fit = found
+                fit, chosen = found, model
         if fit is None:
             return Alignment(0.0, False, len(good), most, note="no consistent transform")
+        if chosen != "similarity":
+            fit = self._refine(small, fit, chosen)
         matrix, inliers, score = fit
         ok = score >= self.settings.min_score
         note = "" if ok else f"alignment score {score:.2f} below {self.settings.min_score:.2f}"
@@ -146,6 +150,28 @@ class Aligner:
             matrix = np.vstack([matrix, [0.0, 0.0, 1.0]])
         # The score looks at the shrunk page warped onto the shrunk template: no full-page warp.
         return matrix, inliers, self._score(_warp(small, matrix, self._small_size))
+
+    def _refine(self, small: np.ndarray, fit: tuple[np.ndarray, int, float], model: str) -> tuple[np.ndarray, int, float]:
+        """A freer fit polished by ECC (the transform that best correlates the page with the blank
+        form), kept when it finds more of the form. Matched keypoints leave a slanted page a few
+        pixels off, enough to leave box sides in the crops of a boxed form (b15 at a slant: 66.6%
+        exact, 80% polished). Flat scans never get here; a polished page costs ~150 ms more."""
+        matrix, inliers, score = fit
+        motion = cv2.MOTION_HOMOGRAPHY if model == "homography" else cv2.MOTION_AFFINE
+        warp = np.linalg.inv(matrix).astype(np.float32)  # ECC maps template pixels to page pixels
+        if motion == cv2.MOTION_AFFINE:
+            warp = warp[:2]
+        try:
+            _, warp = cv2.findTransformECC(self._small_t, small.astype(np.float32), warp, motion, ECC_STOP, None, 5)
+        except cv2.error:  # the iteration diverged: keep the keypoint fit
+            return fit
+        if warp.shape[0] == 2:
+            warp = np.vstack([warp, [0.0, 0.0, 1.0]])
+        polished = np.linalg.inv(warp.astype(np.float64))
+        if motion == cv2.MOTION_AFFINE:
+            polished[2] = (0.0, 0.0, 1.0)
+        better = self._score(_warp(small, polished, self._small_size))
+        return (polished, inliers, better) if better > score else fit
 
     def _score(self, warped_small: np.ndarray) -> float:
         page_ink = cv2.dilate(_ink(warped_small), np.ones((3, 3), np.uint8)) > 0
@@ -176,8 +202,12 @@ def _full_resolution(matrix: np.ndarray, k_page: int, k_template: int) -> np.nda
     return np.linalg.inv(_to_small(k_template)) @ matrix @ _to_small(k_page)
 
 
+def _is_affine(matrix: np.ndarray) -> bool:
+    return bool(np.array_equal(matrix[2], (0.0, 0.0, 1.0)))
+
+
 def _warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`image` resampled through a 3x3 transform (an affine one by the cheaper affine warp)."""
-    if np.array_equal(matrix[2], (0.0, 0.0, 1.0)):
+    if _is_affine(matrix):
         return cv2.warpAffine(image, matrix[:2], size, flags=cv2.INTER_LINEAR, borderValue=255)
     return cv2.warpPerspective(image, matrix, size, flags=cv2.INTER_LINEAR, borderValue=255)

@@ -143,6 +143,28 @@ def test_a_blank_form_scanned_badly_stays_surely_blank(template: Template):
     assert all(c.blank_confidence == 1.0 for c in cut_fields(result, template))
 
 
+def test_a_slanted_page_fit_a_few_pixels_off_is_polished_back_into_place(template: Template):
+    from formreader.align import _shrink, _warp
+
+    aligner = Aligner(template)
+    page = scan(fill(template, VALUES), Scan(tilt=0.06, angle=2, noise=5), seed=1)
+    k = max(1, round(page.shape[1] / aligner._small_size[0]))
+    small = _shrink(page, k)
+    good = aligner.align(page)
+    to_small = np.diag([1.0 / aligner._k_t, 1.0 / aligner._k_t, 1.0]) @ good.matrix @ np.diag([k, k, 1.0])
+    # The keypoint fit left 3 working pixels off, as on the boxed form at a slant:
+    off = np.array([[1.0, 0.0, 3.0], [0.0, 1.0, -3.0], [0.0, 0.0, 1.0]]) @ to_small
+    fit = (off, 50, aligner._score(_warp(small, off, aligner._small_size)))
+    polished, _, score = aligner._refine(small, fit, "homography")
+    assert score > fit[2]
+    corners = np.array([[50.0, 50.0, 1.0], [500.0, 50.0, 1.0], [50.0, 700.0, 1.0], [500.0, 700.0, 1.0]]).T
+    def where(m):
+        p = np.linalg.inv(m) @ corners  # template corner -> page pixel
+        return p[:2] / p[2]
+    # Within about a working pixel of the keypoint fit of the whole page, from 3 px (4.2 at the corners) away
+    assert np.abs(where(polished) - where(to_small)).max() < np.abs(where(off) - where(to_small)).max() / 2
+
+
 def test_a_page_the_first_try_cannot_register_gets_a_denser_try(template: Template, handwriting_fonts: Path):
     # Too few keypoints on the first try (a stand-in for the real case: a 150 dpi scan whose 600
     # keypoints gave 18 matches and 3 consistent ones); the denser retry registers the page.
